@@ -1,0 +1,55 @@
+"""loke-crm-sync: LOKE customers, payments and lists, kept in sync one way into a CRM."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from app.config import Settings, load_settings
+from app.db import Database
+from app.dispatch import Dispatcher
+from app.loke.client import LokeClient
+from app.secrets_box import SecretBox
+from app.services import Services, connect_redis
+from app.webhook_secrets import WebhookSecrets
+
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> Flask:
+    """The one factory: web, worker and beat processes all start here."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    if dispatcher is None:
+        # Imported here because workers/ builds on app/, never the other way round.
+        from workers.celery_app import celery_init_app
+
+        dispatcher = celery_init_app(app, settings)
+    db = Database(settings.sqlalchemy_url)
+    box = SecretBox(settings.required_secret_key)
+    services = Services(settings, db, box, dispatcher, connect_redis(settings.shared_redis_url))
+    app.extensions["loke_sync"] = services
+    app.extensions["webhook_secrets"] = WebhookSecrets(db, box)
+    app.extensions["loke_client"] = LokeClient(
+        settings.loke_api_url,
+        settings.loke_auth_url,
+        settings.loke_client_id,
+        settings.loke_client_secret,
+        timeout=settings.loke_timeout_seconds,
+    )
+
+    from app.web import admin, errors, health, receiver
+
+    errors.register(app)
+    app.register_blueprint(receiver.receiver)
+    app.register_blueprint(admin.admin)
+    app.register_blueprint(health.health)
+    return app
+
+
+def services() -> Services:
+    """The current process's services (inside an app context, as every task runs)."""
+    found: Services = current_app.extensions["loke_sync"]
+    return found

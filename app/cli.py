@@ -1,0 +1,152 @@
+"""`loke-sync`: the command line for people who run the service."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from app.config import load_settings
+
+QUEUES = "events,delivery,backfill,lists"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Sync LOKE organizations' customers, payments and lists into a CRM."""
+
+
+@main.command()
+@click.option("--port", default=lambda: int(os.environ.get("PORT", "8000")), show_default="8000")
+@click.option("--web-workers", default=2, show_default=True, help="gunicorn worker processes")
+def run(port: int, web_workers: int) -> None:
+    """Start web, worker and beat together in this terminal (Ctrl-C stops all three).
+
+    With DATABASE_URL and CELERY_BROKER_URL unset everything lives under ./var/ and needs no
+    server: good for trying it out, limited to a few hundred events a second.
+    """
+    settings = load_settings()
+    _upgrade(settings.sqlalchemy_url)
+    python = sys.executable
+    pool = ["-P", "threads", "-c", "4"] if settings.embedded else []
+    commands = {
+        "web": [
+            python, "-m", "gunicorn", "app.wsgi:app", "--bind", f"0.0.0.0:{port}",
+            "--workers", str(web_workers), "--no-control-socket",
+        ],
+        "worker": [python, "-m", "celery", "-A", "workers.worker", "worker", "-Q", QUEUES,
+                   "--loglevel", "INFO", *pool],
+        "beat": [python, "-m", "celery", "-A", "workers.worker", "beat", "--loglevel", "INFO"],
+    }  # fmt: skip
+    if settings.embedded:
+        click.echo(f"embedded mode: data under {settings.var_dir.resolve()}/")
+        click.echo(f"admin token: {settings.admin_token}")
+    click.echo(f"webhooks: http://localhost:{port}/webhooks/loke/<orgId>")
+    processes = {name: subprocess.Popen(argv) for name, argv in commands.items()}
+    _supervise(processes)
+
+
+def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            exited = [name for name, p in processes.items() if p.poll() is not None]
+            if exited:
+                click.echo(f"{', '.join(exited)} exited; stopping the others", err=True)
+                break
+            time.sleep(0.5)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 20
+        for process in processes.values():
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.kill()
+    code = max((p.returncode or 0 for p in processes.values()), default=0)
+    sys.exit(0 if stopping else code or 1)
+
+
+def _upgrade(url: str) -> None:
+    from app.migrate import upgrade
+
+    upgrade(url)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to the newest schema (safe to run again)."""
+    _upgrade(load_settings().sqlalchemy_url)
+    click.echo("database is at the newest schema")
+
+
+@main.group()
+def orgs() -> None:
+    """Connected organizations."""
+
+
+@orgs.command("list")
+def orgs_list() -> None:
+    """Connected organizations with their status, as JSON lines."""
+    from sqlalchemy import select
+
+    from app import create_app
+    from app import orgs as org_service
+    from app.models import Organization
+
+    with create_app().app_context():
+        from app import services
+
+        with services().db.transaction() as session:
+            for org in session.scalars(select(Organization).order_by(Organization.id)):
+                click.echo(json.dumps(org_service.status(session, org)))
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """What could not be applied or delivered."""
+
+
+@dead_letters.command("list")
+@click.option("--org", "org_id", help="only this organization")
+@click.option("--limit", default=50, show_default=True)
+def dead_letters_list(org_id: str | None, limit: int) -> None:
+    """Newest dead letters first, one line each."""
+    from app import create_app, deadletters, services
+
+    with create_app().app_context(), services().db.transaction() as session:
+        for letter in deadletters.listing(session, org_id, limit):
+            replayed = f" (replayed {letter.replay_count}x)" if letter.replay_count else ""
+            click.echo(f"{letter.id}\t{letter.org_id}\t{letter.kind}\t{letter.reason}{replayed}")
+
+
+@dead_letters.command("replay")
+@click.argument("letter_id", type=int)
+def dead_letters_replay(letter_id: int) -> None:
+    """Send a dead letter's work again (rebuilt from the newest state)."""
+    from app import create_app, deadletters, services
+
+    with create_app().app_context():
+        if not deadletters.replay_now(services(), letter_id):
+            raise click.ClickException(f"dead letter {letter_id} does not exist")
+    click.echo(f"dead letter {letter_id} queued again")

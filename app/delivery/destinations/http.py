@@ -1,0 +1,89 @@
+"""The generic `http` destination: signed JSON batches POSTed to one URL (see the README)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+import hmac
+import json
+from typing import Literal
+
+import requests
+from pydantic import AnyHttpUrl
+
+from app.delivery.destinations.base import (
+    Batch,
+    DestinationConfig,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+)
+from app.timestamps import to_iso
+
+ANSWER_KEPT = 2000  # characters of a refusal kept in the dead letter
+
+
+class HttpConfig(DestinationConfig):
+    type: Literal["http"]
+    url: AnyHttpUrl
+
+
+def signature(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), if it says any."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+class HttpDestination:
+    def __init__(
+        self, config: HttpConfig, secret: str, timeout: float, session: requests.Session
+    ) -> None:
+        self._url = str(config.url)
+        self._secret = secret
+        self._timeout = timeout
+        self._session = session
+
+    def send(self, batch: Batch) -> None:
+        body = json.dumps(
+            {
+                "batchId": batch.batch_id,
+                "organizationId": batch.org_id,
+                "sentAt": to_iso(dt.datetime.now(dt.UTC)),
+                "operations": batch.operations,
+            },
+            separators=(",", ":"),
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": batch.batch_id,
+            "X-Signature": signature(body, self._secret),
+        }
+        try:
+            answer = self._session.post(
+                self._url, data=body, headers=headers, timeout=self._timeout
+            )
+        except requests.Timeout:
+            raise RetryableDeliveryError("timed out") from None
+        except requests.RequestException as exc:
+            raise RetryableDeliveryError(f"connection failed: {type(exc).__name__}") from None
+        status = answer.status_code
+        if 200 <= status < 300:
+            return
+        if status == 429 or status >= 500:
+            raise RetryableDeliveryError(
+                f"HTTP {status}", parse_retry_after(answer.headers.get("Retry-After"))
+            )
+        raise PermanentDeliveryError(f"HTTP {status}", status, answer.text[:ANSWER_KEPT])

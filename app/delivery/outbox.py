@@ -1,0 +1,250 @@
+"""The outbox: one row per entity whose newest state the CRM has not acknowledged.
+
+A change bumps the row's `seq`. A batch leases rows and remembers the `seq` it carries; when the
+CRM answers, the row stays pending only if it changed again meanwhile, so the next batch sends
+the newer state. Claims for one destination are serialized by a row lock on its delivery state,
+which also holds the shared rate limit: every worker on every machine takes its turn there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, case, delete, func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from app import dialect_sql
+from app.db import utcnow
+from app.models import DeliveryState, OutboxEntry
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # contact | payment
+    key: str
+    customer_id: str
+    source_at: dt.datetime | None
+
+
+def mark_changed(session: Session, org_id: str, changes: Sequence[Change]) -> None:
+    """Make these entities pending (coalescing with any undelivered change)."""
+    now = utcnow()
+    unique = {(c.kind, c.key): c for c in changes}
+    table = OutboxEntry.__table__
+    stmt = dialect_sql.insert(session, table).values(
+        [
+            {
+                "org_id": org_id,
+                "kind": c.kind,
+                "key": c.key,
+                "customer_id": c.customer_id,
+                "pending": True,
+                "seq": 1,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "changed_at": now,
+                "source_at": c.source_at,
+            }
+            for _, c in sorted(unique.items())
+        ]
+    )
+    new, old = stmt.excluded, table.c
+    # A row already pending keeps its place in line and its retry clock; a settled one restarts.
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[old.org_id, old.kind, old.key],
+        set_={
+            "seq": old.seq + 1,
+            "pending": True,
+            "customer_id": new.customer_id,
+            "source_at": new.source_at,
+            "changed_at": _unless_pending(old.changed_at, new.changed_at),
+            "next_attempt_at": _unless_pending(old.next_attempt_at, new.next_attempt_at),
+            "attempts": _unless_pending(old.attempts, 0),
+        },
+    )
+    session.execute(stmt)
+
+
+def _unless_pending(kept: object, fresh: object) -> ColumnElement[object]:
+    return case((OutboxEntry.__table__.c.pending, kept), else_=fresh)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    batch_id: str
+    entries: list[OutboxEntry]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing may be sent before `until` (rate limit or a paused destination)."""
+
+    until: dt.datetime
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing claimable now; `next_due` is when a retrying entry becomes due, if any."""
+
+    next_due: dt.datetime | None
+
+
+def claim_batch(
+    session: Session,
+    org_id: str,
+    batch_size: int,
+    requests_per_second: float,
+    lease: dt.timedelta,
+) -> Claimed | Wait | Idle:
+    """Lease up to `batch_size` pending entries of customers not already in flight."""
+    now = utcnow()
+    state = _lock_state(session, org_id, now)
+    if state.paused_until is not None and state.paused_until > now:
+        return Wait(state.paused_until)
+    if state.tat > now:
+        return Wait(state.tat)
+
+    in_flight = (
+        select(OutboxEntry.customer_id)
+        .where(OutboxEntry.org_id == org_id, OutboxEntry.lease_until > now)
+        .scalar_subquery()
+    )
+    entries = list(
+        session.scalars(
+            select(OutboxEntry)
+            .where(
+                OutboxEntry.org_id == org_id,
+                OutboxEntry.pending,
+                OutboxEntry.next_attempt_at <= now,
+                OutboxEntry.customer_id.not_in(in_flight),
+            )
+            .order_by(OutboxEntry.changed_at)
+            .limit(batch_size)
+        )
+    )
+    if not entries:
+        next_due = session.scalar(
+            select(func.min(OutboxEntry.next_attempt_at)).where(
+                OutboxEntry.org_id == org_id, OutboxEntry.pending
+            )
+        )
+        return Idle(next_due)
+
+    batch_id = uuid.uuid4().hex
+    for entry in entries:
+        entry.lease_batch = batch_id
+        entry.lease_seq = entry.seq
+        entry.lease_until = now + lease
+    state.tat = max(state.tat, now) + dt.timedelta(seconds=1 / requests_per_second)
+    return Claimed(batch_id, entries)
+
+
+def _lock_state(session: Session, org_id: str, now: dt.datetime) -> DeliveryState:
+    session.execute(
+        dialect_sql.insert(session, DeliveryState.__table__)
+        .values(org_id=org_id, tat=now, consecutive_failures=0)
+        .on_conflict_do_nothing()
+    )
+    return session.scalars(
+        select(DeliveryState).where(DeliveryState.org_id == org_id).with_for_update()
+    ).one()
+
+
+def _leased(org_id: str, batch_id: str) -> ColumnElement[bool]:
+    return and_(OutboxEntry.org_id == org_id, OutboxEntry.lease_batch == batch_id)
+
+
+def settle_delivered(session: Session, org_id: str, batch_id: str) -> None:
+    """The CRM applied the batch: settle each entry unless it changed while in flight."""
+    session.execute(
+        update(OutboxEntry)
+        .where(_leased(org_id, batch_id))
+        .values(
+            pending=OutboxEntry.seq != OutboxEntry.lease_seq,
+            lease_batch=None,
+            lease_seq=None,
+            lease_until=None,
+            attempts=0,
+            last_error=None,
+        )
+    )
+    session.execute(
+        update(DeliveryState)
+        .where(DeliveryState.org_id == org_id)
+        .values(consecutive_failures=0, last_success_at=utcnow(), last_error=None)
+    )
+
+
+def settle_retry(
+    session: Session, org_id: str, batch_id: str, delay: dt.timedelta, error: str
+) -> None:
+    """A transient failure: release the entries, due again after `delay`; pause the destination."""
+    now = utcnow()
+    session.execute(
+        update(OutboxEntry)
+        .where(_leased(org_id, batch_id))
+        .values(
+            lease_batch=None,
+            lease_seq=None,
+            lease_until=None,
+            attempts=OutboxEntry.attempts + 1,
+            next_attempt_at=now + delay,
+            last_error=error,
+        )
+    )
+    session.execute(
+        update(DeliveryState)
+        .where(DeliveryState.org_id == org_id)
+        .values(
+            paused_until=now + delay,
+            consecutive_failures=DeliveryState.consecutive_failures + 1,
+            last_error=error,
+        )
+    )
+
+
+def settle_dead(session: Session, org_id: str, batch_id: str, error: str) -> None:
+    """A permanent failure: the entries leave the queue until a replay or a newer change."""
+    session.execute(
+        update(OutboxEntry)
+        .where(_leased(org_id, batch_id))
+        .values(
+            pending=OutboxEntry.seq != OutboxEntry.lease_seq,
+            lease_batch=None,
+            lease_seq=None,
+            lease_until=None,
+            attempts=0,
+            last_error=error,
+        )
+    )
+
+
+def requeue(session: Session, org_id: str, keys: Sequence[tuple[str, str]]) -> int:
+    """Make entities pending again now (a replay): their newest state will be sent."""
+    if not keys:
+        return 0
+    now = utcnow()
+    result = session.execute(
+        update(OutboxEntry)
+        .where(
+            OutboxEntry.org_id == org_id,
+            tuple_(OutboxEntry.kind, OutboxEntry.key).in_(list(keys)),
+        )
+        .values(
+            pending=True,
+            seq=OutboxEntry.seq + 1,
+            attempts=0,
+            next_attempt_at=now,
+            changed_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def purge(session: Session, org_id: str) -> None:
+    session.execute(delete(OutboxEntry).where(OutboxEntry.org_id == org_id))
+    session.execute(delete(DeliveryState).where(DeliveryState.org_id == org_id))

@@ -1,0 +1,140 @@
+"""Sending one organization's outbox to its destination, batch after batch, within its limits.
+
+Any number of these may run at once for one organization, on any machine: the claim decides
+who sends what, and no transaction is held open while a batch is on the wire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+from app import deadletters
+from app.db import utcnow
+from app.delivery import destinations, outbox
+from app.delivery.destinations.base import (
+    Batch,
+    Destination,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+)
+from app.delivery.operations import build_operations
+from app.delivery.retry import backoff_seconds
+from app.models import Organization
+from app.services import Services
+from app.task_names import DELIVERY_FLUSH
+
+log = logging.getLogger(__name__)
+
+SLEEP_WITHIN_TASK = 1.0  # waits shorter than this are slept; longer ones become a countdown
+
+
+@dataclass
+class FlushResult:
+    batches: int = 0
+    operations: int = 0
+    failures: int = 0
+    resume_in: float | None = None  # seconds until this organization has work again
+
+
+def flush_org(
+    services: Services, org_id: str, kick: str = "now", time_budget: float = 30.0
+) -> FlushResult:
+    """Deliver what is pending for one organization; schedule itself again if work remains."""
+    services.kicks.started(DELIVERY_FLUSH, org_id, kick=kick)
+    result = FlushResult()
+    with services.db.transaction() as session:
+        org = session.get(Organization, org_id)
+        if org is None or not org.connected or not org.destination:
+            return result
+        config = destinations.parse_config(org.destination)
+        secret = services.box.decrypt(org.destination_secret_enc or "")
+    destination = destinations.build(
+        org.destination, secret, services.settings.delivery_timeout_seconds, services.http
+    )
+    lease = dt.timedelta(seconds=services.settings.delivery_lease_seconds)
+    deadline = time.monotonic() + time_budget
+    while True:
+        if time.monotonic() >= deadline:
+            result.resume_in = 0
+            break
+        with services.db.transaction() as session:
+            claim = outbox.claim_batch(
+                session, org_id, config.batch_size, config.max_requests_per_second, lease
+            )
+            if isinstance(claim, outbox.Claimed):
+                operations = build_operations(session, org_id, claim.entries)
+                keys = [(e.kind, e.key) for e in claim.entries]
+                attempts = max(e.attempts for e in claim.entries)
+        if isinstance(claim, outbox.Wait):
+            wait = (claim.until - utcnow()).total_seconds()
+            if wait <= SLEEP_WITHIN_TASK:
+                time.sleep(max(wait, 0))
+                continue
+            result.resume_in = wait
+            break
+        if isinstance(claim, outbox.Idle):
+            if claim.next_due is not None:
+                result.resume_in = max((claim.next_due - utcnow()).total_seconds(), 0.05)
+            break
+        _send(services, destination, Batch(claim.batch_id, org_id, operations), keys, attempts)
+        result.batches += 1
+        result.operations += len(operations)
+    if result.resume_in is not None:
+        services.kicks.kick_later(DELIVERY_FLUSH, org_id, countdown=result.resume_in)
+    return result
+
+
+def _send(
+    services: Services,
+    destination: Destination,
+    batch: Batch,
+    keys: list[tuple[str, str]],
+    attempts: int,
+) -> None:
+    settings = services.settings
+    org_id = batch.org_id
+    try:
+        if batch.operations:  # empty only if the entities were purged meanwhile
+            destination.send(batch)
+    except RetryableDeliveryError as exc:
+        if attempts + 1 >= settings.delivery_max_attempts:
+            reason = f"gave up after {attempts + 1} attempts: {exc.reason}"
+            _dead(services, batch, keys, reason, None, "")
+            return
+        delay = backoff_seconds(
+            attempts,
+            settings.delivery_backoff_base_seconds,
+            settings.delivery_backoff_max_seconds,
+            exc.retry_after,
+        )
+        log.warning(
+            "batch %s for org %s: %s; retry in %.1fs", batch.batch_id, org_id, exc.reason, delay
+        )
+        with services.db.transaction() as session:
+            outbox.settle_retry(
+                session, org_id, batch.batch_id, dt.timedelta(seconds=delay), exc.reason
+            )
+    except PermanentDeliveryError as exc:
+        _dead(services, batch, keys, f"refused: {exc.reason}", exc.status, exc.answer)
+    else:
+        with services.db.transaction() as session:
+            outbox.settle_delivered(session, org_id, batch.batch_id)
+
+
+def _dead(
+    services: Services,
+    batch: Batch,
+    keys: list[tuple[str, str]],
+    reason: str,
+    status: int | None,
+    answer: str,
+) -> None:
+    log.error("batch %s for org %s is a dead letter: %s", batch.batch_id, batch.org_id, reason)
+    with services.db.transaction() as session:
+        outbox.settle_dead(session, batch.org_id, batch.batch_id, reason)
+        deadletters.record_batch(
+            session, batch.org_id, batch.batch_id, reason, keys, batch.operations, status, answer
+        )

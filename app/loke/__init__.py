@@ -1,0 +1,1 @@
+"""Talking to LOKE's API: tokens, retries, subscriptions."""

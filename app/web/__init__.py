@@ -1,0 +1,1 @@
+"""The HTTP doors: the LOKE webhook receiver, the admin API, health checks."""

@@ -1,0 +1,116 @@
+"""The admin API under /api: bearer ADMIN_TOKEN, JSON in and out, thin over app functions."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
+
+from app import customers, deadletters, orgs
+from app.loke.client import LokeClient, LokeError
+from app.models import Organization
+from app.services import Services
+from app.web.errors import error
+from app.webhook_secrets import WebhookSecrets
+
+admin = Blueprint("admin", __name__, url_prefix="/api")
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["loke_sync"]
+    return services
+
+
+def _loke() -> LokeClient:
+    client: LokeClient = current_app.extensions["loke_client"]
+    return client
+
+
+@admin.before_request
+def _require_token() -> tuple[Response, int] | None:
+    header = request.headers.get("Authorization", "")
+    token = _services().settings.required_admin_token
+    if not header.startswith("Bearer ") or not hmac.compare_digest(
+        header[len("Bearer ") :].encode(), token.encode()
+    ):
+        return error(401, "unauthorized", "a valid Authorization: Bearer ADMIN_TOKEN is required")
+    return None
+
+
+@admin.get("/orgs")
+def list_orgs() -> Response:
+    with _services().db.transaction() as session:
+        found = session.scalars(select(Organization).order_by(Organization.id))
+        return jsonify({"orgs": [orgs.status(session, org) for org in found]})
+
+
+@admin.put("/orgs/<org_id>")
+def put_org(org_id: str) -> tuple[Response, int]:
+    services = _services()
+    created = orgs.connect(services, _loke(), org_id, request.get_json(silent=True))
+    secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
+    secrets.forget(org_id)
+    with services.db.transaction() as session:
+        org = session.get(Organization, org_id)
+        assert org is not None
+        return jsonify(orgs.status(session, org)), 201 if created else 200
+
+
+@admin.get("/orgs/<org_id>")
+def get_org(org_id: str) -> tuple[Response, int]:
+    with _services().db.transaction() as session:
+        org = session.get(Organization, org_id)
+        if org is None:
+            return error(404, "not_found", f"organization {org_id} is not known")
+        return jsonify(orgs.status(session, org)), 200
+
+
+@admin.delete("/orgs/<org_id>")
+def delete_org(org_id: str) -> tuple[Response, int]:
+    purge = request.args.get("purge", "").lower() in {"1", "true", "yes"}
+    try:
+        found = orgs.disconnect(_services(), _loke(), org_id, purge)
+    except LokeError as exc:
+        return error(502, "loke_error", f"disconnected here, but LOKE refused: {exc}")
+    finally:
+        current_app.extensions["webhook_secrets"].forget(org_id)
+    if not found:
+        return error(404, "not_found", f"organization {org_id} is not known")
+    return jsonify({"status": "disconnected", "purged": purge}), 200
+
+
+@admin.post("/orgs/<org_id>/subscription")
+def reset_subscription(org_id: str) -> tuple[Response, int]:
+    services = _services()
+    ok = orgs.subscribe(services, _loke(), org_id)
+    with services.db.transaction() as session:
+        org = session.get(Organization, org_id)
+        if org is None or not org.connected:
+            return error(404, "not_found", f"organization {org_id} is not connected")
+        return jsonify(orgs.status(session, org)["subscription"]), 200 if ok else 502
+
+
+@admin.get("/orgs/<org_id>/customers/<customer_id>")
+def get_customer(org_id: str, customer_id: str) -> tuple[Response, int]:
+    with _services().db.transaction() as session:
+        found = customers.view(session, org_id, customer_id)
+    if found is None:
+        return error(404, "not_found", f"customer {customer_id} of {org_id} is not stored")
+    return jsonify(found), 200
+
+
+@admin.get("/dead-letters")
+def list_dead_letters() -> Response:
+    org_id = request.args.get("orgId")
+    limit = min(request.args.get("limit", 100, type=int) or 100, 1000)
+    with _services().db.transaction() as session:
+        letters = deadletters.listing(session, org_id, limit)
+        return jsonify({"deadLetters": [deadletters.as_json(d) for d in letters]})
+
+
+@admin.post("/dead-letters/<int:letter_id>/replay")
+def replay_dead_letter(letter_id: int) -> tuple[Response, int]:
+    if not deadletters.replay_now(_services(), letter_id):
+        return error(404, "not_found", f"dead letter {letter_id} does not exist")
+    return jsonify({"status": "replaying", "id": letter_id}), 202

@@ -1,0 +1,38 @@
+"""Every error answer has one shape: {"error": {"code": "...", "message": "..."}}."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from app.delivery.destinations import UnknownDestination
+from app.orgs import InvalidRequest
+
+
+def error(status: int, code: str, message: str) -> tuple[Response, int]:
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Response, int]:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error(exc.code or 500, code, exc.description or code)
+
+    @app.errorhandler(ValidationError)
+    def _invalid(exc: ValidationError) -> tuple[Response, int]:
+        return error(400, "invalid_request", _validation_message(exc))
+
+    @app.errorhandler(InvalidRequest)
+    @app.errorhandler(UnknownDestination)
+    def _bad(exc: ValueError) -> tuple[Response, int]:
+        return error(400, "invalid_request", str(exc))

@@ -1,0 +1,44 @@
+"""Liveness and readiness for load balancers and orchestrators (no credentials needed)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import text
+
+from app.services import Services
+
+log = logging.getLogger(__name__)
+
+health = Blueprint("health", __name__)
+
+
+@health.get("/healthz")
+def healthz() -> Response:
+    """The process answers: nothing more is checked."""
+    return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready when the database and the broker both answer: webhooks can be stored and queued."""
+    services: Services = current_app.extensions["loke_sync"]
+    checks: dict[str, str] = {}
+    try:
+        with services.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        log.warning("readiness: database: %s", exc)
+        checks["database"] = "unavailable"
+    try:
+        services.dispatcher.ping()
+        checks["broker"] = "ok"
+    except Exception as exc:
+        log.warning("readiness: broker: %s", exc)
+        checks["broker"] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ok" if ready else "unavailable", "checks": checks}), (
+        200 if ready else 503
+    )

@@ -1,0 +1,93 @@
+"""POST /webhooks/loke/<orgId>: verify, store, acknowledge, enqueue. Nothing else.
+
+The order is the guarantee: the signature is checked on the raw bytes before anything is parsed;
+the body is committed before the 2xx; the task is sent only after the commit (and a sweeper
+re-sends for anything committed whose task was lost). A transient failure answers 503, which
+LOKE retries; only an event we will never accept answers 4xx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import inbox
+from app.services import Services
+from app.task_names import EVENTS_DRAIN
+from app.web.errors import error
+from app.webhook_secrets import WebhookSecrets
+
+log = logging.getLogger(__name__)
+
+receiver = Blueprint("receiver", __name__)
+
+SIGNATURE_PREFIX = "sha256="
+
+
+@receiver.post("/webhooks/loke/<org_id>")
+def receive(org_id: str) -> tuple[Response, int]:
+    services: Services = current_app.extensions["loke_sync"]
+    secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
+    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        secret = secrets.get(org_id)
+    except SQLAlchemyError:
+        log.exception("webhook for org %s: database unavailable", org_id)
+        return error(503, "unavailable", "cannot store events right now; retry later")
+    if secret is None:
+        return error(404, "org_not_connected", f"organization {org_id} is not connected")
+    if not _signature_ok(secret, body, request.headers.get("X-Event-Signature", "")):
+        return error(401, "bad_signature", "missing or wrong X-Event-Signature")
+
+    problem, event_type = _check_body(org_id, body)
+    if problem:
+        return error(400, "invalid_body", problem)
+
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    try:
+        with services.db.single_statement() as connection:
+            stored = inbox.store(connection, org_id, event_type, body, request_id)
+    except SQLAlchemyError:
+        log.exception("webhook for org %s: could not store", org_id)
+        return error(503, "unavailable", "cannot store events right now; retry later")
+
+    if stored is inbox.Stored.ACCEPTED:
+        try:
+            services.kicks.kick(EVENTS_DRAIN)
+        except Exception:
+            # Stored but not enqueued: the sweeper will pick it up; 503 makes LOKE retry, and
+            # the retry is acknowledged as a duplicate.
+            log.exception("webhook for org %s stored but not enqueued", org_id)
+            return error(503, "unavailable", "stored, but the queue is unavailable; retry later")
+    return jsonify({"status": stored.value}), 202
+
+
+def _signature_ok(secret: bytes, body: bytes, header: str) -> bool:
+    if not header.startswith(SIGNATURE_PREFIX):
+        return False
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len(SIGNATURE_PREFIX) :].strip().lower())
+
+
+def _check_body(org_id: str, body: bytes) -> tuple[str | None, str]:
+    """(problem, event type): only what we must refuse outright; field types are the worker's."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:  # includes invalid UTF-8
+        return "the body is not JSON", ""
+    if not isinstance(parsed, dict):
+        return "the body is not a JSON object", ""
+    event = parsed.get("event")
+    if not isinstance(event, str) or not event:
+        return "the body has no event name", ""
+    organization = parsed.get("organization")
+    body_org = organization.get("id") if isinstance(organization, dict) else None
+    if body_org != org_id:
+        return "organization.id does not match the URL", ""
+    return None, event

@@ -1,0 +1,38 @@
+"""Alembic environment: the URL comes from the service's settings, never from alembic.ini."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from app.config import load_settings
+from app.db import make_engine
+from app.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def main() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:  # handed in by app.migrate (tests, `loke-sync db upgrade`)
+        run_migrations(connection)
+        return
+    engine = make_engine(load_settings().sqlalchemy_url)
+    with engine.connect() as connection:
+        run_migrations(connection)
+    engine.dispose()
+
+
+main()

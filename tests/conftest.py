@@ -1,0 +1,108 @@
+"""Fixtures shared by every test: settings, an app on a fresh database, a recording dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from app import create_app
+from app.config import Settings, load_settings
+from app.migrate import upgrade
+from app.services import Services
+from tests.support.fake_crm import RecordingCrm
+from tests.support.fake_loke import FakeLoke
+
+ADMIN_TOKEN = "test-admin-token"
+SECRET_KEY = "test-secret-key-for-encryption"
+LOKE_CLIENT_ID = "crm-addon"
+LOKE_CLIENT_SECRET = "crm-addon-secret"
+CRM_SECRET = "crm-destination-secret"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class RecordingDispatcher:
+    """Stands in for the broker in fast tests: records what would have been enqueued."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...], dict[str, Any], float]] = []
+        self.fail_with: Exception | None = None
+
+    def send(
+        self,
+        task_name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        countdown: float = 0,
+    ) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append((task_name, args, kwargs or {}, countdown))
+
+    def ping(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def names(self) -> list[str]:
+        return [name for name, *_ in self.sent]
+
+
+def make_settings(tmp_path: Path, loke: FakeLoke, **overrides: Any) -> Settings:
+    """Embedded SQLite settings under tmp_path unless overridden, talking to a fake LOKE."""
+    values: dict[str, Any] = {
+        "var_dir": tmp_path,
+        "loke_api_url": loke.url,
+        "loke_auth_url": loke.url,
+        "loke_client_id": LOKE_CLIENT_ID,
+        "loke_client_secret": LOKE_CLIENT_SECRET,
+        "admin_token": ADMIN_TOKEN,
+        "secret_key": SECRET_KEY,
+        "delivery_backoff_base_seconds": 0.2,
+        "delivery_timeout_seconds": 3.0,
+        "delivery_lease_seconds": 10.0,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def loke() -> Iterator[FakeLoke]:
+    with FakeLoke(LOKE_CLIENT_ID, LOKE_CLIENT_SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture
+def crm() -> Iterator[RecordingCrm]:
+    with RecordingCrm(CRM_SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture
+def settings(tmp_path: Path, loke: FakeLoke) -> Settings:
+    return make_settings(tmp_path, loke)
+
+
+@pytest.fixture
+def dispatcher() -> RecordingDispatcher:
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def app(settings: Settings, dispatcher: RecordingDispatcher) -> Iterator[Flask]:
+    upgrade(settings.sqlalchemy_url)
+    flask_app = create_app(settings, dispatcher)
+    yield flask_app
+    services_of(flask_app).db.dispose()
+
+
+def services_of(flask_app: Flask) -> Services:
+    found: Services = flask_app.extensions["loke_sync"]
+    return found
+
+
+def destination(crm: RecordingCrm, **overrides: Any) -> dict[str, Any]:
+    return {"type": "http", "url": crm.url, "secret": CRM_SECRET, "batchSize": 100,
+            "maxRequestsPerSecond": 50} | overrides  # fmt: skip

@@ -1,0 +1,78 @@
+"""The Celery app, bound to the Flask app so every task runs inside an app context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+from kombu import Queue
+
+from app.config import Settings
+from workers.schedule import BEAT_SCHEDULE, TASK_ROUTES, QueueName
+
+# Longest countdown we ever schedule (delivery backoff cap, Retry-After cap) is an hour; Redis
+# re-delivers an unacknowledged message after the visibility timeout, so it must be longer.
+VISIBILITY_TIMEOUT_SECONDS = 2 * 3600
+
+
+class CeleryDispatcher:
+    """Sends tasks by name; gives up fast when the broker is down (the receiver answers 503)."""
+
+    def __init__(self, celery: Celery[Any]) -> None:
+        self._celery = celery
+
+    def send(
+        self,
+        task_name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        countdown: float = 0,
+    ) -> None:
+        self._celery.send_task(
+            task_name,
+            args=args,
+            kwargs=kwargs,
+            countdown=countdown or None,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+        )
+
+    def ping(self) -> None:
+        with self._celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+
+
+def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
+    class FlaskTask(Task):  # type: ignore[type-arg]
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        task_queues=[Queue(name) for name in QueueName],
+        task_default_queue=QueueName.EVENTS,
+        task_create_missing_queues=False,
+        task_routes=TASK_ROUTES,
+        task_ignore_result=True,
+        # Every task is idempotent, so a message is acknowledged only once its work committed,
+        # and a worker killed mid-task gives its message back instead of losing it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Tasks drain many rows each; prefetching more would park work behind a busy process.
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=120,
+        task_time_limit=180,
+        beat_schedule=BEAT_SCHEDULE,
+        include=["tasks.events", "tasks.delivery"],
+        worker_hijack_root_logger=False,
+    )
+    if settings.embedded:
+        celery.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return CeleryDispatcher(celery)

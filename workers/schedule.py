@@ -1,0 +1,34 @@
+"""Queues, routing and the beat schedule, as data: the one place to look."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from app import task_names
+
+
+class QueueName(StrEnum):
+    """The closed set of queues. Live events never wait behind a backfill or a list resync."""
+
+    EVENTS = "events"
+    DELIVERY = "delivery"
+    BACKFILL = "backfill"
+    LISTS = "lists"
+
+
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    "events.*": {"queue": QueueName.EVENTS},
+    "delivery.*": {"queue": QueueName.DELIVERY},
+    "backfill.*": {"queue": QueueName.BACKFILL},
+    "lists.*": {"queue": QueueName.LISTS},
+}
+
+SWEEP_EVERY_SECONDS = 15.0
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # A broker that lost messages must not lose events: re-send work for stored, unapplied rows.
+    "sweep-inbox": {"task": task_names.EVENTS_SWEEP, "schedule": SWEEP_EVERY_SECONDS},
+    # The same safety net for the outbox (lost flush tasks, expired leases of killed workers).
+    "sweep-outbox": {"task": task_names.DELIVERY_SWEEP, "schedule": SWEEP_EVERY_SECONDS},
+}
