@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # Tuning. Defaults suit production; tests shorten the clocks.
     inbox_batch_size: int = Field(default=200, ge=1, le=5000)
     inbox_sweep_after_seconds: float = Field(default=30.0, gt=0)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    outbox_sweep_after_seconds: float = Field(default=20.0, gt=0)
     delivery_max_attempts: int = Field(default=12, ge=1)
     delivery_backoff_base_seconds: float = Field(default=2.0, gt=0)
     delivery_backoff_max_seconds: float = Field(default=600.0, gt=0)

@@ -26,5 +26,6 @@ def flush(org_id: str, kick: str = "now") -> None:
 @shared_task(name=DELIVERY_SWEEP)
 def sweep() -> None:
     found = services()
-    for org_id in outbox_sweep.orgs_with_forgotten_work(found.db):
+    after = found.settings.outbox_sweep_after_seconds
+    for org_id in outbox_sweep.orgs_with_forgotten_work(found.db, after):
         found.dispatcher.send(DELIVERY_FLUSH, (org_id,))

@@ -9,7 +9,7 @@ from flask import Flask
 from kombu import Queue
 
 from app.config import Settings
-from workers.schedule import BEAT_SCHEDULE, TASK_ROUTES, QueueName
+from workers.schedule import TASK_ROUTES, QueueName, beat_schedule
 
 # Longest countdown we ever schedule (delivery backoff cap, Retry-After cap) is an hour; Redis
 # re-delivers an unacknowledged message after the visibility timeout, so it must be longer.
@@ -67,7 +67,7 @@ def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=120,
         task_time_limit=180,
-        beat_schedule=BEAT_SCHEDULE,
+        beat_schedule=beat_schedule(settings.sweep_interval_seconds),
         include=["tasks.events", "tasks.delivery"],
         worker_hijack_root_logger=False,
     )

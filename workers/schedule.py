@@ -24,11 +24,12 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "lists.*": {"queue": QueueName.LISTS},
 }
 
-SWEEP_EVERY_SECONDS = 15.0
 
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    # A broker that lost messages must not lose events: re-send work for stored, unapplied rows.
-    "sweep-inbox": {"task": task_names.EVENTS_SWEEP, "schedule": SWEEP_EVERY_SECONDS},
-    # The same safety net for the outbox (lost flush tasks, expired leases of killed workers).
-    "sweep-outbox": {"task": task_names.DELIVERY_SWEEP, "schedule": SWEEP_EVERY_SECONDS},
-}
+def beat_schedule(sweep_interval_seconds: float) -> dict[str, dict[str, Any]]:
+    """Beat's static schedule. Per-organization timing lives in the database, not here."""
+    return {
+        # A broker that lost messages must not lose events: re-send work for stored rows.
+        "sweep-inbox": {"task": task_names.EVENTS_SWEEP, "schedule": sweep_interval_seconds},
+        # The same safety net for the outbox (lost flush tasks, leases of killed workers).
+        "sweep-outbox": {"task": task_names.DELIVERY_SWEEP, "schedule": sweep_interval_seconds},
+    }

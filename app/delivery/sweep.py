@@ -9,19 +9,18 @@ from sqlalchemy import or_, select
 from app.db import Database, utcnow
 from app.models import OutboxEntry
 
-FORGOTTEN_AFTER = dt.timedelta(seconds=20)
 
-
-def orgs_with_forgotten_work(db: Database) -> list[str]:
+def orgs_with_forgotten_work(db: Database, after_seconds: float) -> list[str]:
     """Organizations with entries due for a while and not leased by a live batch."""
     now = utcnow()
+    forgotten_after = dt.timedelta(seconds=after_seconds)
     with db.transaction() as session:
         return list(
             session.scalars(
                 select(OutboxEntry.org_id)
                 .where(
                     OutboxEntry.pending,
-                    OutboxEntry.next_attempt_at <= now - FORGOTTEN_AFTER,
+                    OutboxEntry.next_attempt_at <= now - forgotten_after,
                     or_(OutboxEntry.lease_until.is_(None), OutboxEntry.lease_until < now),
                 )
                 .distinct()

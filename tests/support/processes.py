@@ -1,0 +1,166 @@
+"""Real service processes for integration tests and benches: gunicorn, Celery workers, beat.
+
+Each process gets its configuration through the environment, exactly as in production, and
+its output goes to a log file under the given folder so a failing test can show it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str = "lokesync_test") -> Iterator[str]:
+    """A new, empty database on the machine's PostgreSQL; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def fresh_redis_database(index: int = 11) -> Iterator[str]:
+    """A Redis logical database emptied before and after use."""
+    url = f"{REDIS_BASE_URL}/{index}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the worker and any pool children."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=timeout)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            self.kill()
+
+
+@dataclass
+class Stack:
+    """Starts and remembers processes sharing one environment; stops them all at the end."""
+
+    env: dict[str, str]
+    log_dir: Path
+    services: list[Service] = field(default_factory=list)
+
+    def _start(self, name: str, argv: list[str]) -> Service:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so kill() reaches children
+            )
+        service = Service(name, process, log_path)
+        self.services.append(service)
+        return service
+
+    def web(self, port: int, workers: int = 2, extra: list[str] | None = None) -> Service:
+        argv = [sys.executable, "-m", "gunicorn", "app.wsgi:app", "--bind", f"127.0.0.1:{port}",
+                "--workers", str(workers), "--no-control-socket", *(extra or [])]  # fmt: skip
+        service = self._start(f"web-{port}", argv)
+        _wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), service, 30)
+        return service
+
+    def worker(
+        self,
+        name: str,
+        queues: str = "events,delivery",
+        pool: str = "threads",
+        concurrency: int = 4,
+    ) -> Service:
+        argv = [sys.executable, "-m", "celery", "-A", "workers.worker", "worker", "-Q", queues,
+                "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency), "--loglevel", "INFO",
+                "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+        service = self._start(name, argv)
+        _wait_until(lambda: "ready." in service.log_tail(200), service, 60)
+        return service
+
+    def beat(self) -> Service:
+        schedule = self.log_dir / f"beat-{uuid.uuid4().hex[:6]}.schedule"
+        argv = [sys.executable, "-m", "celery", "-A", "workers.worker", "beat",
+                "--schedule", str(schedule), "--loglevel", "INFO"]  # fmt: skip
+        service = self._start("beat", argv)
+        _wait_until(lambda: "beat: Starting" in service.log_tail(200), service, 60)
+        return service
+
+    def stop_all(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _wait_until(ready: object, service: Service, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited early:\n{service.log_tail()}")
+        if callable(ready) and ready():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{service.name} not ready after {timeout}s:\n{service.log_tail()}")
