@@ -71,7 +71,16 @@ def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
         include=["tasks.events", "tasks.delivery"],
         worker_hijack_root_logger=False,
     )
-    if settings.embedded:
+    if settings.shared_redis_url:
+        # Beat keeps its state and a lock in Redis: a second beat started by mistake waits
+        # for the lock instead of doubling every schedule, and no local file forks state.
+        celery.conf.beat_scheduler = "redbeat.RedBeatScheduler"
+        celery.conf.redbeat_redis_url = settings.shared_redis_url
+        celery.conf.redbeat_key_prefix = "loke-sync:redbeat:"
+        # A standby beat takes over within a minute of the active one dying.
+        celery.conf.redbeat_lock_timeout = 60
+        celery.conf.beat_max_loop_interval = 10
+    else:
         celery.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
     celery.set_default()
     app.extensions["celery"] = celery

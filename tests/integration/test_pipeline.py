@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 import requests
 
 from tests.integration.conftest import connect_org, web_url
@@ -74,3 +75,23 @@ def test_a_shuffled_stream_with_duplicates_reaches_the_crm_as_the_newest_state(
         timeout=5,
     ).json()
     assert status["delivery"]["deadLetters"] == 0
+
+
+def test_events_whose_tasks_the_broker_lost_are_swept_and_delivered(
+    stack: Stack, loke: FakeLoke, crm: RecordingCrm, redis_url: str
+) -> None:
+    stack.web(int(stack.env["PORT"]))
+    secret = connect_org(stack, loke, crm, ORG)
+    stream = make_stream(ORG, customers=40, duplicate_ratio=0)
+    assert set(post_all(f"{web_url(stack)}/webhooks/loke/{ORG}", stream.events, secret)) == {202}
+    redis.Redis.from_url(redis_url).flushdb()  # every queued task is gone; the inbox is not
+    stack.worker("w1")
+    stack.beat()
+
+    def matches(c: RecordingCrm) -> bool:
+        return not mismatches(stream.truth, ORG, c.contacts, c.payments)
+
+    assert crm.wait_for(matches, timeout=60), mismatches(
+        stream.truth, ORG, crm.contacts, crm.payments
+    )[:5]
+    assert crm.violations() == []
