@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.config import Settings
 from workers.schedule import TASK_ROUTES, QueueName, beat_schedule
@@ -53,8 +53,9 @@ def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
     celery.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
-        task_queues=[Queue(name) for name in QueueName],
+        # Each queue bound by its own name: without an explicit exchange and routing key,
+        # Celery binds every queue to the default key and a message would land in all of them.
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QueueName],
         task_default_queue=QueueName.EVENTS,
         task_create_missing_queues=False,
         task_routes=TASK_ROUTES,
@@ -71,6 +72,8 @@ def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
         include=["tasks.events", "tasks.delivery"],
         worker_hijack_root_logger=False,
     )
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        celery.conf.broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
     if settings.shared_redis_url:
         # Beat keeps its state and a lock in Redis: a second beat started by mistake waits
         # for the lock instead of doubling every schedule, and no local file forks state.
