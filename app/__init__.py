@@ -8,6 +8,7 @@ from app.config import Settings, load_settings
 from app.db import Database
 from app.dispatch import Dispatcher
 from app.loke.client import LokeClient
+from app.loke.tokens import MemoryTokenCache, RedisTokenCache, TokenCache, TokenSource
 from app.secrets_box import SecretBox
 from app.services import Services, connect_redis
 from app.webhook_secrets import WebhookSecrets
@@ -32,13 +33,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     services = Services(settings, db, box, dispatcher, connect_redis(settings.shared_redis_url))
     app.extensions["loke_sync"] = services
     app.extensions["webhook_secrets"] = WebhookSecrets(db, box)
-    app.extensions["loke_client"] = LokeClient(
-        settings.loke_api_url,
-        settings.loke_auth_url,
-        settings.loke_client_id,
-        settings.loke_client_secret,
-        timeout=settings.loke_timeout_seconds,
-    )
+    app.extensions["loke_client"] = make_loke_client(services)
 
     from app.web import admin, errors, health, receiver
 
@@ -47,6 +42,28 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.register_blueprint(admin.admin)
     app.register_blueprint(health.health)
     return app
+
+
+def make_loke_client(services: Services) -> LokeClient:
+    settings = services.settings
+    cache: TokenCache = MemoryTokenCache()
+    if services.redis is not None and settings.loke_client_id:
+        cache = RedisTokenCache(services.redis, settings.loke_client_id)
+    tokens = TokenSource(
+        services.http,
+        settings.loke_auth_url,
+        settings.loke_client_id,
+        settings.loke_client_secret,
+        settings.loke_timeout_seconds,
+        cache,
+    )
+    return LokeClient(settings.loke_api_url, tokens, services.http, settings.loke_timeout_seconds)
+
+
+def loke_client() -> LokeClient:
+    """The current process's LOKE client (inside an app context)."""
+    found: LokeClient = current_app.extensions["loke_client"]
+    return found
 
 
 def services() -> Services:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.delivery import destinations
 from app.events import HANDLED_EVENTS
-from app.loke.client import LokeClient, LokeError
+from app.loke.client import LokeClient
+from app.loke.errors import LokeError
 from app.models import (
     Customer,
     DeadLetter,

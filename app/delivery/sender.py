@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from app import deadletters
+from app.backoff import backoff_seconds
 from app.db import utcnow
 from app.delivery import destinations, outbox
 from app.delivery.destinations.base import (
@@ -21,7 +22,6 @@ from app.delivery.destinations.base import (
     RetryableDeliveryError,
 )
 from app.delivery.operations import build_operations
-from app.delivery.retry import backoff_seconds
 from app.models import Organization
 from app.services import Services
 from app.task_names import DELIVERY_FLUSH

@@ -8,7 +8,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from app import customers, deadletters, orgs
-from app.loke.client import LokeClient, LokeError
+from app.loke.client import LokeClient
+from app.loke.errors import LokeError
 from app.models import Organization
 from app.services import Services
 from app.web.errors import error

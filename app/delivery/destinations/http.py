@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import hashlib
 import hmac
 import json
@@ -12,6 +11,7 @@ from typing import Literal
 import requests
 from pydantic import AnyHttpUrl
 
+from app.backoff import is_retryable_status, parse_retry_after
 from app.delivery.destinations.base import (
     Batch,
     DestinationConfig,
@@ -30,21 +30,6 @@ class HttpConfig(DestinationConfig):
 
 def signature(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), if it says any."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 class HttpDestination:
@@ -82,7 +67,7 @@ class HttpDestination:
         status = answer.status_code
         if 200 <= status < 300:
             return
-        if status == 429 or status >= 500:
+        if is_retryable_status(status):
             raise RetryableDeliveryError(
                 f"HTTP {status}", parse_retry_after(answer.headers.get("Retry-After"))
             )

@@ -1,0 +1,29 @@
+"""LOKE's errors, carrying LOKE's own message."""
+
+from __future__ import annotations
+
+import requests
+
+
+class LokeError(RuntimeError):
+    """LOKE answered with an error we cannot retry away, or could not be reached at all."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+def loke_message(answer: requests.Response) -> str:
+    """`404 Not found (not_found)` from LOKE's `{message, code}` bodies, else the text."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        code = f" ({body['code']})" if body.get("code") else ""
+        return f"{answer.status_code} {body['message']}{code}"
+    return f"{answer.status_code} {answer.text[:200]}".strip()

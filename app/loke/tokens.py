@@ -1,0 +1,134 @@
+"""LOKE access tokens (client credentials), cached once for every process that shares Redis.
+
+A token is replaced a minute before `expires_in` says it ends, and at once when LOKE answers
+401 to it. Without Redis each process keeps its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Protocol
+
+import redis
+import requests
+
+from app.loke.errors import LokeError, loke_message
+
+REFRESH_MARGIN_SECONDS = 60.0
+
+
+class TokenCache(Protocol):
+    def get(self) -> str | None: ...
+    def put(self, token: str, ttl_seconds: float) -> None: ...
+    def discard(self, token: str) -> None: ...
+
+
+class MemoryTokenCache:
+    def __init__(self) -> None:
+        self._token: tuple[str, float] | None = None
+
+    def get(self) -> str | None:
+        if self._token and self._token[1] > time.monotonic():
+            return self._token[0]
+        return None
+
+    def put(self, token: str, ttl_seconds: float) -> None:
+        self._token = (token, time.monotonic() + ttl_seconds)
+
+    def discard(self, token: str) -> None:
+        if self._token and self._token[0] == token:
+            self._token = None
+
+
+class RedisTokenCache:
+    """One token for every worker on every machine: fewer token requests, one refresh."""
+
+    def __init__(self, client: redis.Redis, client_id: str) -> None:
+        self._redis = client
+        self._key = f"loke-sync:loke-token:{client_id}"
+
+    def get(self) -> str | None:
+        try:
+            value = self._redis.get(self._key)
+        except redis.RedisError:
+            return None  # a cache miss costs one token request, never a failure
+        return value.decode() if isinstance(value, bytes) else None
+
+    def put(self, token: str, ttl_seconds: float) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self._redis.set(self._key, token, px=max(int(ttl_seconds * 1000), 1))
+
+    def discard(self, token: str) -> None:
+        try:
+            if self.get() == token:
+                self._redis.delete(self._key)
+        except redis.RedisError:
+            pass
+
+
+class TokenSource:
+    def __init__(
+        self,
+        http: requests.Session,
+        auth_url: str,
+        client_id: str | None,
+        client_secret: str | None,
+        timeout: float,
+        cache: TokenCache,
+    ) -> None:
+        self._http = http
+        self._auth_url = auth_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._timeout = timeout
+        self._cache = cache
+        self._token_url: str | None = None
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        return self._cache.get() or self._fetch()
+
+    def renew(self, rejected: str) -> str:
+        """LOKE refused `rejected`: drop it everywhere and get a new one."""
+        self._cache.discard(rejected)
+        return self._fetch()
+
+    def _fetch(self) -> str:
+        if not self._client_id or not self._client_secret:
+            raise LokeError("LOKE_CLIENT_ID and LOKE_CLIENT_SECRET are needed to call LOKE")
+        with self._lock:
+            try:
+                answer = self._http.post(
+                    self._endpoint(),
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": self._client_id,
+                        "client_secret": self._client_secret,
+                    },
+                    timeout=self._timeout,
+                )
+            except requests.RequestException as exc:
+                raise LokeError(f"LOKE token endpoint unreachable: {type(exc).__name__}") from None
+            if not answer.ok:
+                raise LokeError(f"LOKE refused a token: {loke_message(answer)}", answer.status_code)
+            body = answer.json()
+            lifetime = float(body.get("expires_in") or 3600)
+            token = str(body["access_token"])
+            self._cache.put(token, max(lifetime - REFRESH_MARGIN_SECONDS, lifetime / 2))
+            return token
+
+    def _endpoint(self) -> str:
+        """The token URL named by OIDC discovery, else the issuer's documented `/token`."""
+        if self._token_url is None:
+            self._token_url = f"{self._auth_url}/token"
+            try:
+                found = self._http.get(
+                    f"{self._auth_url}/.well-known/openid-configuration", timeout=self._timeout
+                )
+                if found.ok:
+                    self._token_url = str(found.json()["token_endpoint"])
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                pass
+        return self._token_url
