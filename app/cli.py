@@ -8,11 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from app.config import load_settings
+from app.loke.client import LokeClient
+from app.services import Services
 
 QUEUES = "events,delivery,backfill,lists"
 
@@ -105,21 +109,111 @@ def orgs() -> None:
     """Connected organizations."""
 
 
+@contextmanager
+def _service() -> Iterator[tuple[Services, LokeClient]]:
+    """The same services the API uses, for one command."""
+    from app import create_app, loke_client, services
+
+    with create_app().app_context():
+        yield services(), loke_client()
+
+
 @orgs.command("list")
 def orgs_list() -> None:
     """Connected organizations with their status, as JSON lines."""
     from sqlalchemy import select
 
-    from app import create_app
     from app import orgs as org_service
     from app.models import Organization
 
-    with create_app().app_context():
-        from app import services
+    with _service() as (found, _), found.db.transaction() as session:
+        for org in session.scalars(select(Organization).order_by(Organization.id)):
+            click.echo(json.dumps(org_service.status(session, org)))
 
-        with services().db.transaction() as session:
-            for org in session.scalars(select(Organization).order_by(Organization.id)):
-                click.echo(json.dumps(org_service.status(session, org)))
+
+@orgs.command("discover")
+def orgs_discover() -> None:
+    """Organizations that installed the add-on at LOKE, marking the connected ones."""
+    from sqlalchemy import select
+
+    from app.models import Organization
+
+    with _service() as (found, loke):
+        with found.db.transaction() as session:
+            connected = set(session.scalars(select(Organization.id).where(Organization.connected)))
+        for org in loke.organizations():
+            mark = "connected" if org.get("id") in connected else "-"
+            click.echo(f"{org.get('id')}\t{mark}\t{org.get('name') or ''}")
+
+
+@orgs.command("connect")
+@click.argument("org_id")
+@click.option("--url", required=True, help="the CRM endpoint of the http destination")
+@click.option("--secret", required=True, envvar="DESTINATION_SECRET", help="signs each batch")
+@click.option("--batch-size", default=100, show_default=True)
+@click.option("--max-requests-per-second", default=10.0, show_default=True)
+def orgs_connect(
+    org_id: str, url: str, secret: str, batch_size: int, max_requests_per_second: float
+) -> None:
+    """Connect an organization: subscribe its webhooks at LOKE and start its backfill."""
+    from app import orgs as org_service
+
+    destination = {"type": "http", "url": url, "secret": secret, "batchSize": batch_size,
+                   "maxRequestsPerSecond": max_requests_per_second}  # fmt: skip
+    with _service() as (found, loke):
+        created = org_service.connect(found, loke, org_id, {"destination": destination})
+    click.echo(f"{org_id} {'connected; backfill started' if created else 'updated'}")
+
+
+@orgs.command("disconnect")
+@click.argument("org_id")
+@click.option("--purge", is_flag=True, help="also delete everything stored for it")
+def orgs_disconnect(org_id: str, purge: bool) -> None:
+    """Delete the LOKE subscription and stop syncing an organization."""
+    from app import orgs as org_service
+
+    with _service() as (found, loke):
+        if not org_service.disconnect(found, loke, org_id, purge):
+            raise click.ClickException(f"organization {org_id} is not known")
+    click.echo(f"{org_id} disconnected{' and purged' if purge else ''}")
+
+
+@main.command("backfill")
+@click.argument("org_id")
+@click.option("--follow", is_flag=True, help="show progress until the backfill finishes")
+def backfill_command(org_id: str, follow: bool) -> None:
+    """Start a full backfill of an organization's customers (or resume a failed one)."""
+    from app import backfill
+    from app.models import BackfillRun
+
+    with _service() as (found, _):
+        try:
+            started = backfill.start(found, org_id)
+        except backfill.NotConnected:
+            raise click.ClickException(f"organization {org_id} is not connected") from None
+        click.echo(
+            ("started" if started.started else "already running") + f": run {started.run_id}"
+        )
+        while follow:
+            with found.db.transaction() as session:
+                run = backfill.progress(session.get(BackfillRun, started.run_id))
+            assert run is not None
+            click.echo("\r" + _progress_line(run), nl=False)
+            if run["status"] != "running":
+                click.echo()
+                if run["status"] == "failed":
+                    raise click.ClickException(f"backfill failed: {run['lastError']}")
+                return
+            time.sleep(1)
+
+
+def _progress_line(run: dict[str, Any]) -> str:
+    # LOKE gives no total count: the bar moves a notch per page and fills when it finishes.
+    width = 30
+    filled = width if run["status"] == "finished" else run["pages"] % width
+    bar = "#" * filled + "." * (width - filled)
+    return (f"[{bar}] {run['status']} · pages {run['pages']} · customers {run['customers']:,}"
+            f" · {run['customersPerSecond']:,.0f}/s")  # fmt: skip
 
 
 @main.group("dead-letters")

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     delivery_timeout_seconds: float = Field(default=20.0, gt=0)
     delivery_lease_seconds: float = Field(default=90.0, gt=0)
     loke_timeout_seconds: float = Field(default=15.0, gt=0)
+    backfill_page_attempts: int = Field(default=6, ge=1)
+    backfill_retry_base_seconds: float = Field(default=15.0, gt=0)
+    backfill_stall_seconds: float = Field(default=300.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=900.0, ge=10)
+    reconcile_overlap_seconds: float = Field(default=600.0, ge=0)
 
     @model_validator(mode="after")
     def _timeouts_fit_lease(self) -> Settings:

@@ -63,8 +63,45 @@ class Organization(Base):
     subscription_status: Mapped[str] = mapped_column(String(16), default="pending")
     subscription_error: Mapped[str | None] = mapped_column(Text)
     subscription_checked_at: Mapped[dt.datetime | None]
+    # Reconciliation: the sweep walks back to here (minus an overlap); set to each sweep's start.
+    reconciled_until: Mapped[dt.datetime | None]
+    reconciled_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+
+
+class BackfillRun(Base):
+    """One full read of an organization's customers, a page per task, resumable.
+
+    `next_url` is the checkpoint: written in the same transaction as the page it follows, so a
+    killed worker resumes at the first page not yet applied, never skipping or restarting.
+    """
+
+    __tablename__ = "backfill_runs"
+    __table_args__ = (
+        # One running backfill per organization, enforced by the database itself.
+        Index(
+            "uq_backfill_runs_running",
+            "org_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # running | finished | failed
+    next_url: Mapped[str | None] = mapped_column(Text)
+    previous_url: Mapped[str | None] = mapped_column(Text)  # to refuse a paging loop
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)  # records LOKE sent we could not read
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries of the current page
+    started_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class InboxEvent(Base):

@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app import backfill
 from app.db import utcnow
 from app.delivery import destinations
 from app.events import HANDLED_EVENTS
 from app.loke.client import LokeClient
 from app.loke.errors import LokeError
 from app.models import (
+    BackfillRun,
     Customer,
     DeadLetter,
     DeliveryState,
@@ -89,7 +91,13 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
             org.list_sync_interval_seconds = request.list_sync_interval_seconds
         org.updated_at = now
     if first_connect:
+        # The reconciliation watermark starts now: the backfill covers everything before.
+        with services.db.transaction() as session:
+            org = session.get(Organization, org_id, with_for_update=True)
+            assert org is not None
+            org.reconciled_until, org.reconciled_at = now, now
         subscribe(services, loke, org_id)
+        backfill.start(services, org_id)
     return first_connect
 
 
@@ -137,7 +145,10 @@ def disconnect(services: Services, loke: LokeClient, org_id: str, purge: bool) -
             org.subscription_status = "deleted"
             org.subscription_error = None
         if purge:
-            for model in (Customer, Payment, InboxEvent, DeadLetter, OutboxEntry, DeliveryState):
+            stored = (
+                Customer, Payment, InboxEvent, DeadLetter, OutboxEntry, DeliveryState, BackfillRun
+            )  # fmt: skip
+            for model in stored:
                 session.execute(delete(model).where(model.org_id == org_id))
             session.execute(delete(Organization).where(Organization.id == org_id))
     return True
@@ -169,6 +180,11 @@ def status(session: Session, org: Organization) -> dict[str, Any]:
             "checkedAt": _iso(org.subscription_checked_at),
         },
         "customers": customers,
+        "backfill": backfill.progress(backfill.latest_run(session, org.id)),
+        "reconciliation": {
+            "until": _iso(org.reconciled_until),
+            "at": _iso(org.reconciled_at),
+        },
         "delivery": {
             "backlog": pending[0],
             "oldestPendingSeconds": (now - pending[1]).total_seconds() if pending[1] else 0,

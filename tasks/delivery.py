@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from celery import shared_task
-from sqlalchemy.exc import OperationalError
 
 from app import services
 from app.delivery import sweep as outbox_sweep
@@ -11,14 +10,7 @@ from app.delivery.sender import flush_org
 from app.task_names import DELIVERY_FLUSH, DELIVERY_SWEEP
 
 
-@shared_task(
-    name=DELIVERY_FLUSH,
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,  # then the rows stay pending and the sweeper starts a new flush
-)
+@shared_task(name=DELIVERY_FLUSH)
 def flush(org_id: str, kick: str = "now") -> None:
     flush_org(services(), org_id, kick)
 

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from celery import shared_task
-from sqlalchemy.exc import OperationalError
 
 from app import inbox, services
 from app.processing import drain_inbox
 from app.task_names import EVENTS_DRAIN, EVENTS_SWEEP
 
 
-@shared_task(
-    name=EVENTS_DRAIN,
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,  # then the rows stay pending and the sweeper starts a new drain
-)
+@shared_task(name=EVENTS_DRAIN)
 def drain(kick: str = "now") -> None:
     drain_inbox(services(), kick)
 

@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 from kombu import Exchange, Queue
+from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from workers.schedule import TASK_ROUTES, QueueName, beat_schedule
@@ -45,6 +46,14 @@ class CeleryDispatcher:
 
 def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
     class FlaskTask(Task):  # type: ignore[type-arg]
+        # Every task is idempotent and retries a lost database connection or a deadlock, with a
+        # bound; after that its work stays pending and a beat sweeper sends it again.
+        autoretry_for = (OperationalError,)
+        retry_backoff = 2
+        retry_backoff_max = 60
+        retry_jitter = True
+        max_retries = 8
+
         def __call__(self, *args: object, **kwargs: object) -> object:
             with app.app_context():
                 return self.run(*args, **kwargs)
@@ -68,8 +77,10 @@ def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=120,
         task_time_limit=180,
-        beat_schedule=beat_schedule(settings.sweep_interval_seconds),
-        include=["tasks.events", "tasks.delivery"],
+        beat_schedule=beat_schedule(
+            settings.sweep_interval_seconds, settings.reconcile_interval_seconds
+        ),
+        include=["tasks.events", "tasks.delivery", "tasks.backfill"],
         worker_hijack_root_logger=False,
     )
     if settings.broker_url.startswith(("redis://", "rediss://")):

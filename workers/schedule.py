@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from celery.schedules import crontab
+
 from app import task_names
 
 
@@ -22,14 +24,29 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "delivery.*": {"queue": QueueName.DELIVERY},
     "backfill.*": {"queue": QueueName.BACKFILL},
     "lists.*": {"queue": QueueName.LISTS},
+    "orgs.*": {"queue": QueueName.BACKFILL},
 }
 
 
-def beat_schedule(sweep_interval_seconds: float) -> dict[str, dict[str, Any]]:
+def beat_schedule(
+    sweep_interval_seconds: float, reconcile_interval_seconds: float
+) -> dict[str, dict[str, Any]]:
     """Beat's static schedule. Per-organization timing lives in the database, not here."""
     return {
         # A broker that lost messages must not lose events: re-send work for stored rows.
         "sweep-inbox": {"task": task_names.EVENTS_SWEEP, "schedule": sweep_interval_seconds},
         # The same safety net for the outbox (lost flush tasks, leases of killed workers).
         "sweep-outbox": {"task": task_names.DELIVERY_SWEEP, "schedule": sweep_interval_seconds},
+        # Backfills whose page task was lost with a killed worker resume from the checkpoint.
+        "sweep-backfills": {"task": task_names.BACKFILL_SWEEP, "schedule": sweep_interval_seconds},
+        # Each organization is reconciled when the interval has passed since its last sweep.
+        "reconcile-due-orgs": {
+            "task": task_names.RECONCILE_DUE,
+            "schedule": min(60.0, reconcile_interval_seconds / 2),
+        },
+        # Subscriptions deleted or changed at LOKE are put back once a day.
+        "check-subscriptions": {
+            "task": task_names.CHECK_SUBSCRIPTIONS,
+            "schedule": crontab(hour=4, minute=17),
+        },
     }

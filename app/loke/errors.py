@@ -16,6 +16,19 @@ class LokeError(RuntimeError):
     def not_found(self) -> bool:
         return self.status == 404
 
+    @property
+    def retryable(self) -> bool:
+        """Worth trying again later: unreachable, or LOKE said 429/5xx until we gave up."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+class PagingLoop(LokeError):
+    """LOKE handed back a page URL we already fetched; following it would never end."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
 
 def loke_message(answer: requests.Response) -> str:
     """`404 Not found (not_found)` from LOKE's `{message, code}` bodies, else the text."""

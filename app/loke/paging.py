@@ -7,7 +7,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from app.loke.errors import LokeError
+from app.loke.errors import PagingLoop
 
 
 class Paginator:
@@ -30,7 +30,7 @@ class Paginator:
             return None
         following = self.resolve(header.strip())
         if following in self._seen:
-            raise LokeError(f"LOKE paging loop: {following} was already fetched")
+            raise PagingLoop(f"LOKE paging loop: {following} was already fetched")
         self._seen.add(following)
         self.current = following
         return following

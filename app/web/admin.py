@@ -7,10 +7,10 @@ import hmac
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from app import customers, deadletters, orgs
+from app import backfill, customers, deadletters, orgs
 from app.loke.client import LokeClient
 from app.loke.errors import LokeError
-from app.models import Organization
+from app.models import BackfillRun, Organization
 from app.services import Services
 from app.web.errors import error
 from app.webhook_secrets import WebhookSecrets
@@ -90,6 +90,20 @@ def reset_subscription(org_id: str) -> tuple[Response, int]:
         if org is None or not org.connected:
             return error(404, "not_found", f"organization {org_id} is not connected")
         return jsonify(orgs.status(session, org)["subscription"]), 200 if ok else 502
+
+
+@admin.post("/orgs/<org_id>/backfill")
+def start_backfill(org_id: str) -> tuple[Response, int]:
+    services = _services()
+    try:
+        started = backfill.start(services, org_id)
+    except backfill.NotConnected:
+        return error(404, "not_found", f"organization {org_id} is not connected")
+    with services.db.transaction() as session:
+        run = backfill.progress(session.get(BackfillRun, started.run_id))
+    if not started.started:
+        return error(409, "backfill_running", f"backfill {started.run_id} is already running")
+    return jsonify({"backfill": run}), 202
 
 
 @admin.get("/orgs/<org_id>/customers/<customer_id>")

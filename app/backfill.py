@@ -1,0 +1,209 @@
+"""Backfill: every existing customer of an organization, one page per task, resumably.
+
+A page is applied through the same rules as webhooks (a newer webhook always wins over an older
+backfilled record) in one batched statement, and the next page's URL is checkpointed in the
+same transaction. Two tasks for the same page cannot both apply it: the checkpoint moves on
+only from the URL the task fetched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import mirror
+from app.backoff import backoff_seconds
+from app.db import utcnow
+from app.events import Customer as CustomerRecord
+from app.loke.client import LokeClient
+from app.loke.errors import LokeError
+from app.models import BackfillRun, Organization
+from app.services import Services
+from app.task_names import BACKFILL_PAGE, DELIVERY_FLUSH
+
+log = logging.getLogger(__name__)
+
+# sort=created keeps pages stable while customers change; sort=updated would shift them.
+FIRST_PAGE = "/organizations/{org_id}/customers?sort=created"
+
+
+class NotConnected(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Started:
+    run_id: int
+    started: bool  # False: a run was already going, nothing new was started
+
+
+def start(services: Services, org_id: str) -> Started:
+    """Start a full backfill, or resume the last one if it failed; one run per organization."""
+    now = utcnow()
+    try:
+        with services.db.transaction() as session:
+            org = session.get(Organization, org_id)
+            if org is None or not org.connected:
+                raise NotConnected(org_id)
+            running = _running(session, org_id)
+            if running is not None:
+                return Started(running.id, False)
+            latest = session.scalars(
+                select(BackfillRun)
+                .where(BackfillRun.org_id == org_id)
+                .order_by(BackfillRun.id.desc())
+                .limit(1)
+            ).first()
+            if latest is not None and latest.status == "failed" and latest.next_url:
+                run = latest  # resume from its checkpoint
+                run.status, run.attempts, run.finished_at = "running", 0, None
+            else:
+                run = BackfillRun(
+                    org_id=org_id,
+                    status="running",
+                    next_url=FIRST_PAGE.format(org_id=org_id),
+                    pages=0,
+                    customers=0,
+                    invalid=0,
+                    attempts=0,
+                    started_at=now,
+                )
+                session.add(run)
+            run.updated_at = now
+            session.flush()
+            run_id = run.id
+    except IntegrityError:
+        # Another caller started one between our check and our insert: that one stands.
+        with services.db.transaction() as session:
+            running = _running(session, org_id)
+            if running is None:
+                raise
+            return Started(running.id, False)
+    services.dispatcher.send(BACKFILL_PAGE, (run_id,))
+    return Started(run_id, True)
+
+
+def _running(session: Session, org_id: str) -> BackfillRun | None:
+    return session.scalars(
+        select(BackfillRun).where(BackfillRun.org_id == org_id, BackfillRun.status == "running")
+    ).first()
+
+
+def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
+    """Fetch the run's next page, apply it, checkpoint, and send the task for the page after."""
+    with services.db.transaction() as session:
+        run = session.get(BackfillRun, run_id)
+        if run is None or run.status != "running" or not run.next_url:
+            return
+        url, previous, org_id = run.next_url, run.previous_url, run.org_id
+    paginator = loke.paginator(url, seen=(previous,) if previous else ())
+    try:
+        page = loke.get_page(paginator)
+    except LokeError as exc:
+        _page_failed(services, run_id, url, exc)
+        return
+
+    changes, invalid = parse_customers(page.items)
+    with services.db.transaction() as session:
+        run = session.get(BackfillRun, run_id, with_for_update=True)
+        if run is None or run.status != "running" or run.next_url != url:
+            return  # a duplicate task already applied this page
+        changed = mirror.apply_customers(session, org_id, changes)
+        run.previous_url, run.next_url = url, page.next_url
+        run.pages += 1
+        run.customers += len(changes)
+        run.invalid += invalid
+        run.attempts, run.last_error = 0, None
+        run.updated_at = utcnow()
+        if page.next_url is None:
+            run.status, run.finished_at = "finished", run.updated_at
+    if changed:
+        services.kicks.kick(DELIVERY_FLUSH, org_id)
+    if page.next_url is not None:
+        services.dispatcher.send(BACKFILL_PAGE, (run_id,))
+
+
+def parse_customers(items: list[dict[str, Any]]) -> tuple[list[mirror.CustomerChange], int]:
+    """Valid customers as changes, and how many records could not be read (logged by id)."""
+    changes: list[mirror.CustomerChange] = []
+    invalid = 0
+    for item in items:
+        try:
+            changes.append(mirror.change_from_record(CustomerRecord.model_validate(item)))
+        except ValidationError as exc:
+            invalid += 1
+            ident = item.get("id") if isinstance(item, dict) else None
+            log.warning("unreadable customer %r: %s", ident, exc.errors()[0]["msg"])
+    return changes, invalid
+
+
+def _page_failed(services: Services, run_id: int, url: str, exc: LokeError) -> None:
+    settings = services.settings
+    with services.db.transaction() as session:
+        run = session.get(BackfillRun, run_id, with_for_update=True)
+        if run is None or run.status != "running" or run.next_url != url:
+            return
+        run.attempts += 1
+        run.last_error = str(exc)
+        run.updated_at = utcnow()
+        if not exc.retryable or run.attempts >= settings.backfill_page_attempts:
+            # Stopped where it failed: POST /backfill resumes from this checkpoint.
+            run.status, run.finished_at = "failed", run.updated_at
+            log.error("backfill %s failed on %s: %s", run_id, url, exc)
+            return
+        delay = backoff_seconds(run.attempts - 1, settings.backfill_retry_base_seconds, 600)
+    log.warning("backfill %s page failed (%s); retrying in %.0fs", run_id, exc, delay)
+    services.dispatcher.send(BACKFILL_PAGE, (run_id,), countdown=delay)
+
+
+def stalled_runs(services: Services) -> list[int]:
+    """Running backfills with no progress for a while (their task was lost with a worker):
+    touched so that the next sweep waits again before sending another task."""
+    now = utcnow()
+    cutoff = now - dt.timedelta(seconds=services.settings.backfill_stall_seconds)
+    with services.db.transaction() as session:
+        runs = list(
+            session.scalars(
+                select(BackfillRun)
+                .where(BackfillRun.status == "running", BackfillRun.updated_at < cutoff)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for run in runs:
+            run.updated_at = now
+        return [run.id for run in runs]
+
+
+def progress(run: BackfillRun | None) -> dict[str, Any] | None:
+    """What GET /api/orgs/<orgId> and `loke-sync backfill --follow` show."""
+    if run is None:
+        return None
+    end = run.finished_at or utcnow()
+    elapsed = max((end - run.started_at).total_seconds(), 1e-3)
+    return {
+        "id": run.id,
+        "status": run.status,
+        "pages": run.pages,
+        "customers": run.customers,
+        "invalid": run.invalid,
+        "customersPerSecond": round(run.customers / elapsed, 1),
+        "startedAt": run.started_at.isoformat(),
+        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+        "lastError": run.last_error,
+    }
+
+
+def latest_run(session: Session, org_id: str) -> BackfillRun | None:
+    return session.scalars(
+        select(BackfillRun)
+        .where(BackfillRun.org_id == org_id)
+        .order_by(BackfillRun.id.desc())
+        .limit(1)
+    ).first()
