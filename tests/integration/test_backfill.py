@@ -74,7 +74,7 @@ def test_backfill_of_thousands_survives_429_500_timeouts_and_an_expired_token(
     stack.beat()
 
     def some_pages(_: RecordingCrm) -> bool:
-        return (org_status(stack)["backfill"] or {}).get("pages", 0) >= 2
+        return int((org_status(stack)["backfill"] or {}).get("pages", 0)) >= 2
 
     assert crm.wait_for(some_pages, timeout=60, interval=0.3)
     loke.expire_all_tokens()
@@ -104,7 +104,7 @@ def test_a_worker_killed_mid_backfill_resumes_from_its_checkpoint(
     stack.beat()
 
     def some_pages(_: RecordingCrm) -> bool:
-        return (org_status(stack)["backfill"] or {}).get("pages", 0) >= 3
+        return int((org_status(stack)["backfill"] or {}).get("pages", 0)) >= 3
 
     assert crm.wait_for(some_pages, timeout=60, interval=0.2)
     victim.kill()
