@@ -1,0 +1,80 @@
+"""`loke-sync` commands call the same functions as the API (embedded SQLite, fake LOKE)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from app.migrate import upgrade
+from tests.conftest import CRM_SECRET, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET, make_settings
+from tests.support.fake_crm import RecordingCrm
+from tests.support.fake_loke import FakeLoke
+
+
+@pytest.fixture
+def runner(tmp_path: Path, loke: FakeLoke, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "VAR_DIR": str(tmp_path),
+        "ADMIN_TOKEN": "cli-admin-token",
+        "SECRET_KEY": "cli-secret-key",
+        "LOKE_API_URL": loke.url,
+        "LOKE_AUTH_URL": loke.url,
+        "LOKE_CLIENT_ID": LOKE_CLIENT_ID,
+        "LOKE_CLIENT_SECRET": LOKE_CLIENT_SECRET,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    upgrade(make_settings(tmp_path, loke).sqlalchemy_url)
+    return CliRunner()
+
+
+def test_discover_lists_lokes_organizations_and_marks_the_connected_ones(
+    runner: CliRunner, loke: FakeLoke, crm: RecordingCrm
+) -> None:
+    loke.add_org("org-a", "Cafe A")
+    loke.add_org("org-b", "Bar B")
+    connect = runner.invoke(
+        main, ["orgs", "connect", "org-b", "--url", crm.url, "--secret", CRM_SECRET]
+    )
+    assert connect.exit_code == 0, connect.output
+    assert "connected; backfill started" in connect.output
+    found = runner.invoke(main, ["orgs", "discover"])
+    assert found.exit_code == 0, found.output
+    lines = sorted(found.output.strip().splitlines())
+    assert lines == ["org-a\t-\tCafe A", "org-b\tconnected\tBar B"]
+    listed = runner.invoke(main, ["orgs", "list"])
+    [status] = [json.loads(line) for line in listed.output.splitlines()]
+    assert status["id"] == "org-b"
+    assert status["backfill"]["status"] == "running"
+    assert CRM_SECRET not in listed.output
+
+
+def test_backfill_of_an_unknown_org_is_a_clear_error(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["backfill", "nobody"])
+    assert result.exit_code != 0
+    assert "organization nobody is not connected" in result.output
+
+
+def test_disconnect_removes_the_subscription_at_loke(
+    runner: CliRunner, loke: FakeLoke, crm: RecordingCrm
+) -> None:
+    loke.add_org("org-c")
+    runner.invoke(main, ["orgs", "connect", "org-c", "--url", crm.url, "--secret", CRM_SECRET])
+    assert loke.subscriptions
+    result = runner.invoke(main, ["orgs", "disconnect", "org-c", "--purge"])
+    assert result.exit_code == 0, result.output
+    assert not loke.subscriptions
+
+
+def test_every_command_has_help_that_says_what_it_does(runner: CliRunner) -> None:
+    for command in (["run"], ["db", "upgrade"], ["orgs", "discover"], ["backfill"],
+                    ["dead-letters", "replay"]):  # fmt: skip
+        result = runner.invoke(main, [*command, "--help"])
+        assert result.exit_code == 0
+        assert "Usage:" in result.output
