@@ -73,6 +73,7 @@ def test_when_loke_refuses_the_check_the_error_is_recorded(
     loke.fail_next(1, status=403)
     result = check(app)
     assert result.state == "error"
-    status = connected.get(f"/api/orgs/{ORG}", headers=AUTH).json
+    status = connected.get(f"/api/orgs/{ORG}", headers=AUTH).get_json()
+    assert isinstance(status, dict)
     assert status["subscription"]["status"] == "error"
     assert "403" in status["subscription"]["error"]
