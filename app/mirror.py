@@ -269,7 +269,7 @@ def apply_payments(session: Session, org_id: str, changes: Sequence[PaymentChang
         },
         where=tuple_(new.rank, new.version, new.digest) > tuple_(old.rank, old.version, old.digest),
     ).returning(old.id, old.customer_id)
-    changed = list(session.execute(stmt).tuples())
+    changed = [(row.id, row.customer_id) for row in session.execute(stmt)]
     # Guests' payments are kept for the record but have no contact to attach to in the CRM.
     delivered = [(pid, cid) for pid, cid in changed if cid is not None]
     if delivered:

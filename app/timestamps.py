@@ -11,7 +11,11 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     """LOKE sends offsets; a timestamp without one is taken as UTC rather than local time."""
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        # e.g. 0001-01-01T00:00+01:00: a ValueError is what validation reports as a bad field.
+        raise ValueError("timestamp out of range") from None
 
 
 def to_micros(value: dt.datetime | None) -> int:

@@ -78,8 +78,10 @@ def _signature_ok(secret: bytes, body: bytes, header: str) -> bool:
 def _check_body(org_id: str, body: bytes) -> tuple[str | None, str]:
     """(problem, event type): only what we must refuse outright; field types are the worker's."""
     try:
-        parsed = json.loads(body)
-    except ValueError:  # includes invalid UTF-8
+        # UTF-8 only (json.loads would also take UTF-16/32 bytes); nesting deep enough to
+        # exhaust the parser is refused like any other body that is not JSON.
+        parsed = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):
         return "the body is not JSON", ""
     if not isinstance(parsed, dict):
         return "the body is not a JSON object", ""
