@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
+from app.background_kicks import BackgroundKicks
 from app.config import Settings, load_settings
 from app.db import Database
 from app.dispatch import Dispatcher
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     services = Services(settings, db, box, dispatcher, connect_redis(settings.shared_redis_url))
     app.extensions["loke_sync"] = services
     app.extensions["webhook_secrets"] = WebhookSecrets(db, box)
+    app.extensions["background_kicks"] = BackgroundKicks(services.kicks)
     app.extensions["loke_client"] = make_loke_client(services)
 
     from app.web import admin, errors, health, receiver

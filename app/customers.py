@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from app.mirror import PARTIAL_PROFILE
 from app.models import Customer, OutboxEntry, Payment
 
 
@@ -30,7 +31,7 @@ def view(session: Session, org_id: str, customer_id: str) -> dict[str, Any] | No
         "id": customer.id,
         "orgId": org_id,
         "profile": customer.profile,
-        "partial": customer.profile_version == 0,
+        "partial": customer.profile_version == PARTIAL_PROFILE,
         "statistics": customer.statistics,
         "payments": [p.record for p in payments],
         "delivery": [

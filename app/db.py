@@ -44,7 +44,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _make_sqlite_transactional(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, **kwargs)
+    # No pre-ping: it costs a round trip per checkout, which is per webhook. A connection lost
+    # under us fails that one request or task (503, or a task retry) and SQLAlchemy drops the
+    # pool; recycling keeps connections younger than server-side idle limits.
+    return create_engine(url, pool_size=5, max_overflow=5, pool_recycle=1800, **kwargs)
 
 
 def _make_sqlite_transactional(engine: Engine) -> None:
@@ -71,6 +74,12 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool, with connections handed out already in autocommit on PostgreSQL.
+        self._autocommit = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else None
+        )
 
     @property
     def dialect(self) -> str:
@@ -86,8 +95,8 @@ class Database:
     def single_statement(self) -> Iterator[Connection]:
         """A connection for one self-contained statement: on PostgreSQL it autocommits (one
         round trip instead of three); SQLite takes its usual write transaction."""
-        if self.dialect == "postgresql":
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if self._autocommit is not None:
+            with self._autocommit.connect() as conn:
                 yield conn
         else:
             with self.engine.begin() as conn:

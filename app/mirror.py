@@ -28,6 +28,9 @@ from app.models import Payment as PaymentRow
 from app.timestamps import to_iso, to_micros
 
 StatsKey = tuple[int, int, str]
+# A profile known only from a payment, a statistics event or a list member has no timestamp: it
+# sorts below every real one, even a (nonsensical) updatedAt before 1970.
+PARTIAL_PROFILE = -(2**62)
 NO_STATS: StatsKey = (0, -1, "")  # sorts below any real statistics
 
 
@@ -41,7 +44,7 @@ class CustomerChange:
 
     customer_id: str
     profile: dict[str, Any] | None
-    profile_version: int  # LOKE updatedAt in µs; 0 for a partial profile (no timestamp)
+    profile_version: int  # LOKE updatedAt in µs; PARTIAL_PROFILE when it has no timestamp
     statistics: dict[str, Any] | None
     stats_key: StatsKey
     source_at: dt.datetime | None  # LOKE's own time of the change, for lag
@@ -125,13 +128,13 @@ def change_from_statistics(tiny: CustomerTiny, stats: Statistics) -> CustomerCha
     times = [stats.last_points_earned_at, stats.last_points_redeemed_at, stats.last_spent_at]
     known = [t for t in times if t is not None]
     return CustomerChange(
-        tiny.id, _partial_profile(tiny), 0, fields, key, max(known) if known else None
+        tiny.id, _partial_profile(tiny), PARTIAL_PROFILE, fields, key, max(known) if known else None
     )
 
 
 def change_from_tiny(tiny: CustomerTiny) -> CustomerChange:
     """A customer we only know from a payment or a list member: kept until the real one arrives."""
-    return CustomerChange(tiny.id, _partial_profile(tiny), 0, None, NO_STATS, None)
+    return CustomerChange(tiny.id, _partial_profile(tiny), PARTIAL_PROFILE, None, NO_STATS, None)
 
 
 def newest_per_customer(changes: Iterable[CustomerChange]) -> list[CustomerChange]:

@@ -138,7 +138,7 @@ class Customer(Base):
     org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     profile: Mapped[dict[str, Any]]
-    profile_version: Mapped[int] = mapped_column(BigInteger)  # updatedAt in µs; 0 = partial
+    profile_version: Mapped[int] = mapped_column(BigInteger)  # updatedAt in µs (see mirror)
     statistics: Mapped[dict[str, Any] | None]
     stats_activity: Mapped[int] = mapped_column(BigInteger)  # newest last...At in µs
     stats_counter: Mapped[int] = mapped_column(BigInteger)  # points earned + redeemed

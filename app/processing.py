@@ -50,33 +50,40 @@ def drain_inbox(services: Services, kick: str = "now", time_budget: float = 20.0
     deadline = time.monotonic() + time_budget
     batch_size = services.settings.inbox_batch_size
     while time.monotonic() < deadline:
+        changed: set[str] = set()
+        rows: list[InboxEvent] = []
         try:
             with services.db.transaction() as session:
                 rows = inbox.claim_pending(session, batch_size)
                 if not rows:
                     break
-                _apply(session, rows, result)
+                changed = _apply(session, rows, result)
         except OperationalError:
             raise  # connection lost, deadlock: the task retries the whole batch later
         except DBAPIError:
             log.exception("batch of events failed; applying them one by one")
-            _apply_one_by_one(services, batch_size, result)
+            changed = _apply_one_by_one(services, batch_size, result)
+        # Delivery starts as soon as a batch is committed, not when the backlog is gone; and a
+        # full batch means more is waiting, so another drain joins in (claims skip locked rows).
+        for org_id in changed:
+            services.kicks.kick(DELIVERY_FLUSH, org_id)
+        if len(rows) == batch_size:
+            services.kicks.kick(EVENTS_DRAIN)
     else:
         result.more = True
-    for org_id in result.orgs_changed:
-        services.kicks.kick(DELIVERY_FLUSH, org_id)
-    if result.more:
         services.kicks.kick(EVENTS_DRAIN)
     return result
 
 
-def _apply_one_by_one(services: Services, batch_size: int, result: DrainResult) -> None:
+def _apply_one_by_one(services: Services, batch_size: int, result: DrainResult) -> set[str]:
+    changed: set[str] = set()
     with services.db.transaction() as session:
         ids = [row.id for row in inbox.claim_pending(session, batch_size)]
     for inbox_id in ids:
         try:
             with services.db.transaction() as session:
-                _apply(session, inbox.claim_pending(session, 1, ids=[inbox_id]), result)
+                rows = inbox.claim_pending(session, 1, ids=[inbox_id])
+                changed |= _apply(session, rows, result)
         except OperationalError:
             raise
         except DBAPIError as exc:
@@ -86,9 +93,11 @@ def _apply_one_by_one(services: Services, batch_size: int, result: DrainResult) 
                     inbox.mark(session, [row.id], "failed", reason)
                     deadletters.record_event(session, row.org_id, row.id, reason)
                     result.failed += 1
+    return changed
 
 
-def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) -> None:
+def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) -> set[str]:
+    """Apply claimed events; returns the organizations whose outbox changed."""
     org_ids = {row.org_id for row in rows}
     connected = set(
         session.scalars(
@@ -112,13 +121,16 @@ def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) ->
             continue
         _collect(event, changes[row.org_id])
         applied.append(row.id)
+    changed_orgs: set[str] = set()
     for org_id, org_changes in changes.items():
         changed = mirror.apply_customers(session, org_id, org_changes.customers)
         changed += mirror.apply_payments(session, org_id, org_changes.payments)
         if changed:
-            result.orgs_changed.add(org_id)
+            changed_orgs.add(org_id)
     inbox.mark(session, applied, "applied")
     result.applied += len(applied)
+    result.orgs_changed |= changed_orgs
+    return changed_orgs
 
 
 def _collect(event: CustomerEvent | StatisticsEvent | PaymentEvent, into: _OrgChanges) -> None:

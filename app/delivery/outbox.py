@@ -100,8 +100,8 @@ def claim_batch(
     lease: dt.timedelta,
 ) -> Claimed | Wait | Idle:
     """Lease up to `batch_size` pending entries of customers not already in flight."""
-    now = utcnow()
-    state = _lock_state(session, org_id, now)
+    state = _lock_state(session, org_id)
+    now = utcnow()  # after the lock: a claim that waited for it must not judge by an old clock
     if state.paused_until is not None and state.paused_until > now:
         return Wait(state.paused_until)
     if state.tat > now:
@@ -142,10 +142,10 @@ def claim_batch(
     return Claimed(batch_id, entries)
 
 
-def _lock_state(session: Session, org_id: str, now: dt.datetime) -> DeliveryState:
+def _lock_state(session: Session, org_id: str) -> DeliveryState:
     session.execute(
         dialect_sql.insert(session, DeliveryState.__table__)
-        .values(org_id=org_id, tat=now, consecutive_failures=0)
+        .values(org_id=org_id, tat=utcnow(), consecutive_failures=0)
         .on_conflict_do_nothing()
     )
     return session.scalars(

@@ -35,7 +35,6 @@ SLEEP_WITHIN_TASK = 1.0  # waits shorter than this are slept; longer ones become
 class FlushResult:
     batches: int = 0
     operations: int = 0
-    failures: int = 0
     resume_in: float | None = None  # seconds until this organization has work again
 
 

@@ -1,8 +1,9 @@
 """POST /webhooks/loke/<orgId>: verify, store, acknowledge, enqueue. Nothing else.
 
 The order is the guarantee: the signature is checked on the raw bytes before anything is parsed;
-the body is committed before the 2xx; the task is sent only after the commit (and a sweeper
-re-sends for anything committed whose task was lost). A transient failure answers 503, which
+the body is committed before the 2xx; the task is sent only after the commit, from a background
+thread so the answer never waits on Redis (and a sweeper re-sends for anything committed whose
+task was lost). A transient failure answers 503, which
 LOKE retries; only an event we will never accept answers 4xx.
 """
 
@@ -18,6 +19,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import inbox
+from app.background_kicks import BackgroundKicks
 from app.services import Services
 from app.task_names import EVENTS_DRAIN
 from app.web.errors import error
@@ -58,12 +60,11 @@ def receive(org_id: str) -> tuple[Response, int]:
         return error(503, "unavailable", "cannot store events right now; retry later")
 
     if stored is inbox.Stored.ACCEPTED:
-        try:
-            services.kicks.kick(EVENTS_DRAIN)
-        except Exception:
-            # Stored but not enqueued: the sweeper will pick it up; 503 makes LOKE retry, and
-            # the retry is acknowledged as a duplicate.
-            log.exception("webhook for org %s stored but not enqueued", org_id)
+        kicks: BackgroundKicks = current_app.extensions["background_kicks"]
+        kicks.kick(EVENTS_DRAIN)
+        if not kicks.healthy:
+            # Stored, but the queue is unreachable: the sweeper will enqueue it once the queue
+            # is back; 503 makes LOKE retry, and the retry is acknowledged as a duplicate.
             return error(503, "unavailable", "stored, but the queue is unavailable; retry later")
     return jsonify({"status": stored.value}), 202
 

@@ -1,0 +1,1 @@
+"""Benchmarks: each compares the service with a baseline measured in the same run."""

@@ -1,0 +1,391 @@
+"""What both benches share: a throwaway stack (database, Redis db, fakes, real processes),
+signed webhook bodies, a fast HTTP client and small printing helpers.
+
+Processes are started through `tests.support.processes` so they are configured exactly as the
+integration tests configure them (environment only), and every one of them is stopped, and the
+database dropped, however the bench ends (normal exit, exception, Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import signal
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+import requests
+
+from app.migrate import upgrade
+from tests.support.fake_crm import RecordingCrm
+from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
+from tests.support.processes import (
+    ROOT,
+    Service,
+    Stack,
+    _answers,
+    _wait_until,
+    free_port,
+    fresh_postgres_database,
+    fresh_redis_database,
+)
+
+REDIS_DB = 12  # tests use 11
+ADMIN_TOKEN = "bench-admin-token"
+SECRET_KEY = "bench-secret-key-for-encryption"
+LOKE_CLIENT_ID = "crm-addon"
+LOKE_CLIENT_SECRET = "crm-addon-secret"
+CRM_SECRET = "bench-crm-secret"
+LOG_ROOT = ROOT / "artifacts" / "bench"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so every `finally` and context manager runs."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+@dataclass
+class BenchStack:
+    stack: Stack
+    loke: FakeLoke
+    crm: RecordingCrm
+    database_url: str
+    redis_url: str
+    port: int  # the real receiver's port
+    log_dir: Path
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def bench_stack(name: str) -> Iterator[BenchStack]:
+    """A fresh PostgreSQL database (migrated), Redis db 12, a FakeLoke and a RecordingCrm, and a
+    Stack whose processes get production-like environment configuration."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    log_dir = LOG_ROOT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with ExitStack() as exits:
+        database_url = exits.enter_context(fresh_postgres_database(prefix="lokesync_bench"))
+        upgrade(database_url)
+        redis_url = exits.enter_context(fresh_redis_database(REDIS_DB))
+        loke = exits.enter_context(FakeLoke(LOKE_CLIENT_ID, LOKE_CLIENT_SECRET))
+        crm = exits.enter_context(RecordingCrm(CRM_SECRET))
+        port = free_port()
+        env = {
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": redis_url,
+            "REDIS_URL": redis_url,
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "SECRET_KEY": SECRET_KEY,
+            "LOKE_API_URL": loke.url,
+            "LOKE_AUTH_URL": loke.url,
+            "LOKE_CLIENT_ID": LOKE_CLIENT_ID,
+            "LOKE_CLIENT_SECRET": LOKE_CLIENT_SECRET,
+            "PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "PORT": str(port),
+        }
+        stack = Stack(env, log_dir)
+        exits.callback(stack.stop_all)  # runs first: processes go before their database
+        yield BenchStack(stack, loke, crm, database_url, redis_url, port, log_dir)
+
+
+# -- processes -------------------------------------------------------------------------------
+def gunicorn_argv(app_spec: str, port: int, workers: int) -> list[str]:
+    """The receiver's flags (as `Stack.web` gives them), for any WSGI app."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app_spec,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--no-control-socket",
+    ]
+
+
+def start_gunicorn(stack: Stack, name: str, app_spec: str, port: int, workers: int) -> Service:
+    service = stack._start(name, gunicorn_argv(app_spec, port, workers))
+    _wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), service, 30)
+    return service
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    instances: int = 2
+    pool: str = "threads"
+    concurrency: int = 4
+    queues: str = "events,delivery"
+
+    def describe(self) -> str:
+        return (
+            f"{self.instances} worker instance(s), -P {self.pool} -c {self.concurrency}"
+            f" -Q {self.queues}, prefetch 1, acks_late (the service's Celery config)"
+        )
+
+
+def start_workers(
+    stack: Stack, settings: WorkerSettings, tag: str, include: Sequence[str] = ()
+) -> list[Service]:
+    """Start all instances at once (so none gets a head start), then wait until all are ready."""
+    services = []
+    for n in range(1, settings.instances + 1):
+        name = f"{tag}-w{n}"
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.worker",
+            "worker",
+            "-Q",
+            settings.queues,
+            "-n",
+            f"{name}@%h",
+            "-P",
+            settings.pool,
+            "-c",
+            str(settings.concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        if include:
+            argv += ["--include", ",".join(include)]
+        services.append(stack._start(name, argv))
+    for service in services:
+        _wait_until(_ready_check(service), service, 60)
+    return services
+
+
+def _ready_check(service: Service) -> Callable[[], bool]:
+    # The whole log: a busy worker can write hundreds of lines right after "ready.".
+    return lambda: " ready." in service.log_path.read_text(errors="replace")
+
+
+_LOG_TIME = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): [A-Z]+/MainProcess\] .* ready\."
+)
+
+
+def ready_time(service: Service) -> float:
+    """Epoch time of the worker's own "ready." log line (its consumer starts right then)."""
+    for line in service.log_path.read_text(errors="replace").splitlines():
+        found = _LOG_TIME.match(line)
+        if found:
+            stamp = dt.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            return stamp.timestamp()  # Celery logs local time, as time.time() counts it
+    raise RuntimeError(f"no ready line in {service.log_path}")
+
+
+def stop_services(stack: Stack, services: Sequence[Service]) -> None:
+    for service in services:
+        service.stop()
+        if service in stack.services:
+            stack.services.remove(service)
+
+
+# -- the organization and its webhooks --------------------------------------------------------
+def connect_org(bench: BenchStack, org_id: str, **destination: object) -> str:
+    """Connect through the admin API as an operator would; returns the webhook secret."""
+    bench.loke.add_org(org_id)
+    dest: dict[str, object] = {
+        "type": "http",
+        "url": bench.crm.url,
+        "secret": CRM_SECRET,
+        "batchSize": 100,
+        "maxRequestsPerSecond": 50,
+    } | destination
+    answer = requests.put(
+        f"{bench.web_url}/api/orgs/{org_id}",
+        json={"destination": dest},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    )
+    if answer.status_code != 201:
+        raise RuntimeError(f"connecting {org_id}: {answer.status_code} {answer.text}")
+    secret: str = bench.loke.secret_for(org_id)
+    return secret
+
+
+Signed = tuple[str, bytes]  # (X-Event-Signature, raw body)
+
+
+def signed(body: dict[str, Any], secret: str) -> Signed:
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return sign(raw, secret), raw
+
+
+def customer_updates(org_id: str, secret: str, n: int, run: str) -> list[Signed]:
+    """`n` distinct signed customer.updated bodies (~0.8 KB each): every one is new to the
+    receiver, so none gets the cheap "duplicate" answer. `run` keeps runs apart."""
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    template = customer_event("customer.updated", org_id, make_customer("CUSTTEMPLATE", start))
+    text = json.dumps(template, separators=(",", ":"))
+    out = []
+    for i in range(n):
+        stamp = (start + dt.timedelta(milliseconds=i)).isoformat(timespec="milliseconds")
+        raw = (
+            text.replace("CUSTTEMPLATE", f"C{run}{i:08d}")
+            .replace("custtemplate", f"c{run}{i:08d}")
+            .replace("2026-11-01T00:00:00.000Z", stamp.replace("+00:00", "Z"))
+            .encode()
+        )
+        out.append((sign(raw, secret), raw))
+    return out
+
+
+def inbox_counts(database_url: str, org_id: str) -> dict[str, int]:
+    """Inbox rows of one organization by status."""
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT status, count(*) FROM inbox WHERE org_id = %s GROUP BY status", (org_id,)
+        ).fetchall()
+    return {str(status): int(n) for status, n in rows}
+
+
+# -- a small, fast HTTP/1.1 client (one connection per request, as gunicorn sync closes them) --
+def raw_request(port: int, path: str, item: Signed) -> bytes:
+    signature, body = item
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"X-Event-Signature: {signature}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def send_raw(port: int, payload: bytes, timeout: float = 30) -> int:
+    """Send one prepared request; the answer's status (0 when the connection failed)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(payload)
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if b"\r\n\r\n" in chunk and _complete(b"".join(chunks)):
+                    break
+    except OSError:
+        return 0
+    data = b"".join(chunks)
+    return int(data[9:12]) if data.startswith(b"HTTP/1.") and len(data) >= 12 else 0
+
+
+def _complete(data: bytes) -> bool:
+    head, _, body = data.partition(b"\r\n\r\n")
+    found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return found is not None and len(body) >= int(found.group(1))
+
+
+def post_all(port: int, path: str, items: Sequence[Signed], concurrency: int = 16) -> Counter[int]:
+    """Deliver every body once, `concurrency` at a time; statuses counted."""
+    payloads = [raw_request(port, path, item) for item in items]
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    indices = count()
+
+    def run() -> None:
+        local: Counter[int] = Counter()
+        while (i := next(indices)) < len(payloads):
+            local[send_raw(port, payloads[i])] += 1
+        with lock:
+            statuses.update(local)
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def open_loop(
+    port: int, payloads: Sequence[bytes], rate: float, start_at: float, threads: int
+) -> list[tuple[float, float, int]]:
+    """Send payload i at `start_at + i / rate` (epoch seconds) whatever happened before: an open
+    loop, so a slow answer does not slow the arrivals down. Returns (lag, latency, status) per
+    request, where lag = how late the generator started it and latency counts from the
+    scheduled moment (so generator lag would show up as latency, never hide it)."""
+    results: list[tuple[float, float, int]] = []
+    lock = threading.Lock()
+    indices = count()
+
+    def run() -> None:
+        local = []
+        while (i := next(indices)) < len(payloads):
+            scheduled = start_at + i / rate
+            pause = scheduled - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            began = time.time()
+            status = send_raw(port, payloads[i])
+            local.append((began - scheduled, time.time() - scheduled, status))
+        with lock:
+            results.extend(local)
+
+    workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results
+
+
+# -- printing ---------------------------------------------------------------------------------
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
