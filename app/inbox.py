@@ -6,10 +6,10 @@ import hashlib
 from collections.abc import Sequence
 from enum import StrEnum
 
-from sqlalchemy import Connection, func, literal_column, select, update
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import Database, utcnow
 from app.events import HANDLED_EVENTS
 from app.models import InboxEvent
 
@@ -37,12 +37,11 @@ _STORE_SQL = {
 }
 
 
-def store(
-    connection: Connection, org_id: str, event_type: str, body: bytes, request_id: str
-) -> Stored:
-    """Insert the raw event once per (org, body); one statement, so it commits on its own."""
+def store(db: Database, org_id: str, event_type: str, body: bytes, request_id: str) -> Stored:
+    """Insert the raw event once per (org, body); one statement, so it commits on its own.
+    Raises DatabaseUnavailable."""
     handled = event_type in HANDLED_EVENTS
-    dialect = connection.dialect.name
+    dialect = db.dialect
     received_at = utcnow()
     params = {
         "org_id": org_id,
@@ -54,7 +53,7 @@ def store(
         "received_at": received_at if dialect == "postgresql" else received_at.replace(tzinfo=None),
         "request_id": request_id,
     }
-    inserted = connection.exec_driver_sql(_STORE_SQL[dialect], params).scalar()
+    inserted = db.execute_one(_STORE_SQL, params)
     if inserted is None:
         return Stored.DUPLICATE
     return Stored.ACCEPTED if handled else Stored.IGNORED

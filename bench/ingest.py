@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--web-workers",
         type=int,
-        default=2,
-        help="gunicorn --workers for both endpoints (default 2 = cores)",
+        default=4,
+        help="gunicorn --workers for both endpoints (default 4: the Procfile's WEB_CONCURRENCY)",
     )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")

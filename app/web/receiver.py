@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import inbox
 from app.background_kicks import BackgroundKicks
+from app.db import DatabaseUnavailable
 from app.services import Services
 from app.task_names import EVENTS_DRAIN
 from app.web.errors import error
@@ -53,9 +54,8 @@ def receive(org_id: str) -> tuple[Response, int]:
 
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
     try:
-        with services.db.single_statement() as connection:
-            stored = inbox.store(connection, org_id, event_type, body, request_id)
-    except SQLAlchemyError:
+        stored = inbox.store(services.db, org_id, event_type, body, request_id)
+    except DatabaseUnavailable:
         log.exception("webhook for org %s: could not store", org_id)
         return error(503, "unavailable", "cannot store events right now; retry later")
 

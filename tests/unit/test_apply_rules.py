@@ -128,9 +128,8 @@ def serialized(body: dict[str, Any], copy: int) -> bytes:
 def deliver(services: Services, batches: Sequence[Sequence[bytes]]) -> None:
     """Store each batch in the inbox, then drain it: one drain applies one batch."""
     for batch in batches:
-        with services.db.single_statement() as connection:
-            for body in batch:
-                inbox.store(connection, ORG, json.loads(body)["event"], body, "test")
+        for body in batch:
+            inbox.store(services.db, ORG, json.loads(body)["event"], body, "test")
         result = drain_inbox(services)
         assert result.failed == 0
         assert not result.more

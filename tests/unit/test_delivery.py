@@ -64,10 +64,9 @@ def connected(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm) -> None:
 
 def apply(services: Services, *bodies: dict[str, Any]) -> None:
     """Store the events in the inbox as the receiver does, then drain it."""
-    with services.db.single_statement() as connection:
-        for body in bodies:
-            raw = json.dumps(body, separators=(",", ":")).encode()
-            inbox.store(connection, ORG, body["event"], raw, "test")
+    for body in bodies:
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        inbox.store(services.db, ORG, body["event"], raw, "test")
     assert drain_inbox(services).failed == 0
 
 
