@@ -8,7 +8,6 @@ only from the URL the task fetched.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import mirror
-from app.backoff import backoff_seconds
+from app import mirror, paged_runs
 from app.db import utcnow
 from app.events import Customer as CustomerRecord
 from app.loke.client import LokeClient
-from app.loke.errors import LokeError
 from app.models import BackfillRun, Organization
 from app.services import Services
 from app.task_names import BACKFILL_PAGE, DELIVERY_FLUSH
@@ -98,35 +95,21 @@ def _running(session: Session, org_id: str) -> BackfillRun | None:
 
 def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
     """Fetch the run's next page, apply it, checkpoint, and send the task for the page after."""
-    with services.db.transaction() as session:
-        run = session.get(BackfillRun, run_id)
-        if run is None or run.status != "running" or not run.next_url:
-            return
-        url, previous, org_id = run.next_url, run.previous_url, run.org_id
-    paginator = loke.paginator(url, seen=(previous,) if previous else ())
-    try:
-        page = loke.get_page(paginator)
-    except LokeError as exc:
-        _page_failed(services, run_id, url, exc)
+    fetched = paged_runs.fetch(services, loke, BackfillRun, run_id, BACKFILL_PAGE)
+    if fetched is None:
         return
-
-    changes, invalid = parse_customers(page.items)
+    changes, invalid = parse_customers(fetched.page.items)
     with services.db.transaction() as session:
-        run = session.get(BackfillRun, run_id, with_for_update=True)
-        if run is None or run.status != "running" or run.next_url != url:
-            return  # a duplicate task already applied this page
-        changed = mirror.apply_customers(session, org_id, changes)
-        run.previous_url, run.next_url = url, page.next_url
-        run.pages += 1
+        run = paged_runs.lock_at(session, BackfillRun, run_id, fetched.url)
+        if run is None:
+            return
+        changed = mirror.apply_customers(session, fetched.org_id, changes)
         run.customers += len(changes)
         run.invalid += invalid
-        run.attempts, run.last_error = 0, None
-        run.updated_at = utcnow()
-        if page.next_url is None:
-            run.status, run.finished_at = "finished", run.updated_at
+        last = paged_runs.advance(run, fetched)
     if changed:
-        services.kicks.kick(DELIVERY_FLUSH, org_id)
-    if page.next_url is not None:
+        services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
+    if not last:
         services.dispatcher.send(BACKFILL_PAGE, (run_id,))
 
 
@@ -142,43 +125,6 @@ def parse_customers(items: list[dict[str, Any]]) -> tuple[list[mirror.CustomerCh
             ident = item.get("id") if isinstance(item, dict) else None
             log.warning("unreadable customer %r: %s", ident, exc.errors()[0]["msg"])
     return changes, invalid
-
-
-def _page_failed(services: Services, run_id: int, url: str, exc: LokeError) -> None:
-    settings = services.settings
-    with services.db.transaction() as session:
-        run = session.get(BackfillRun, run_id, with_for_update=True)
-        if run is None or run.status != "running" or run.next_url != url:
-            return
-        run.attempts += 1
-        run.last_error = str(exc)
-        run.updated_at = utcnow()
-        if not exc.retryable or run.attempts >= settings.backfill_page_attempts:
-            # Stopped where it failed: POST /backfill resumes from this checkpoint.
-            run.status, run.finished_at = "failed", run.updated_at
-            log.error("backfill %s failed on %s: %s", run_id, url, exc)
-            return
-        delay = backoff_seconds(run.attempts - 1, settings.backfill_retry_base_seconds, 600)
-    log.warning("backfill %s page failed (%s); retrying in %.0fs", run_id, exc, delay)
-    services.dispatcher.send(BACKFILL_PAGE, (run_id,), countdown=delay)
-
-
-def stalled_runs(services: Services) -> list[int]:
-    """Running backfills with no progress for a while (their task was lost with a worker):
-    touched so that the next sweep waits again before sending another task."""
-    now = utcnow()
-    cutoff = now - dt.timedelta(seconds=services.settings.backfill_stall_seconds)
-    with services.db.transaction() as session:
-        runs = list(
-            session.scalars(
-                select(BackfillRun)
-                .where(BackfillRun.status == "running", BackfillRun.updated_at < cutoff)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        for run in runs:
-            run.updated_at = now
-        return [run.id for run in runs]
 
 
 def progress(run: BackfillRun | None) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     webhook_ref: str = "loke-crm-sync"
     list_sync_interval: int = Field(default=3600, ge=60)
+    list_dispatch_seconds: float = Field(default=60.0, gt=0)  # how often beat looks for due lists
     var_dir: Path = Path("var")
 
     # Tuning. Defaults suit production; tests shorten the clocks.

@@ -8,7 +8,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.mirror import PARTIAL_PROFILE
-from app.models import Customer, OutboxEntry, Payment
+from app.models import Customer, ListMember, OutboxEntry, Payment
 
 
 def view(session: Session, org_id: str, customer_id: str) -> dict[str, Any] | None:
@@ -34,6 +34,13 @@ def view(session: Session, org_id: str, customer_id: str) -> dict[str, Any] | No
         "partial": customer.profile_version == PARTIAL_PROFILE,
         "statistics": customer.statistics,
         "payments": [p.record for p in payments],
+        "lists": sorted(
+            session.scalars(
+                select(ListMember.list_id).where(
+                    ListMember.org_id == org_id, ListMember.customer_id == customer_id
+                )
+            )
+        ),
         "delivery": [
             {
                 "kind": d.kind,

@@ -66,11 +66,29 @@ class Organization(Base):
     # Reconciliation: the sweep walks back to here (minus an overlap); set to each sweep's start.
     reconciled_until: Mapped[dt.datetime | None]
     reconciled_at: Mapped[dt.datetime | None]
+    lists_synced_at: Mapped[dt.datetime | None]  # when the chosen lists' last resync began
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 
 
-class BackfillRun(Base):
+class PagedRun:
+    """A walk over LOKE pages, one task per page; `next_url` is the checkpoint, written in the
+    same transaction as the page it follows."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # running | finished | failed | ...
+    next_url: Mapped[str | None] = mapped_column(Text)
+    previous_url: Mapped[str | None] = mapped_column(Text)  # to refuse a paging loop
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries of the current page
+    started_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class BackfillRun(PagedRun, Base):
     """One full read of an organization's customers, a page per task, resumable.
 
     `next_url` is the checkpoint: written in the same transaction as the page it follows, so a
@@ -89,19 +107,8 @@ class BackfillRun(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    org_id: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # running | finished | failed
-    next_url: Mapped[str | None] = mapped_column(Text)
-    previous_url: Mapped[str | None] = mapped_column(Text)  # to refuse a paging loop
-    pages: Mapped[int] = mapped_column(Integer, default=0)
     customers: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)  # records LOKE sent we could not read
-    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries of the current page
-    started_at: Mapped[dt.datetime]
-    updated_at: Mapped[dt.datetime]
-    finished_at: Mapped[dt.datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class InboxEvent(Base):
@@ -227,3 +234,58 @@ class DeadLetter(Base):
     created_at: Mapped[dt.datetime]
     replayed_at: Mapped[dt.datetime | None]
     replay_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CustomerList(Base):
+    """A LOKE list we sync (or synced): its name for list.add, and its last resync's summary."""
+
+    __tablename__ = "customer_lists"
+
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    last_run_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ListMember(Base):
+    """Stored membership: what the CRM has been told each list holds."""
+
+    __tablename__ = "list_members"
+
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    list_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ListStaging(Base):
+    """Members read so far by one resync run; compared with ListMember when the last page is in."""
+
+    __tablename__ = "list_staging"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ListSyncRun(PagedRun, Base):
+    """One full re-read of one list, a page per task, checkpointed like a backfill.
+
+    The running row is the lock: at most one per list (a partial unique index), it outlives a
+    killed worker, and the sweeper resumes it from its checkpoint instead of starting another.
+    """
+
+    __tablename__ = "list_sync_runs"
+    __table_args__ = (
+        Index(
+            "uq_list_sync_runs_running",
+            "org_id",
+            "list_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+    )
+
+    list_id: Mapped[str] = mapped_column(String(64))  # status also: gone (404) | cancelled
+    members: Mapped[int] = mapped_column(Integer, default=0)
+    adds: Mapped[int] = mapped_column(Integer, default=0)
+    removes: Mapped[int] = mapped_column(Integer, default=0)

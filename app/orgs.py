@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from app import backfill
+from app import backfill, lists
 from app.db import utcnow
 from app.delivery import destinations
 from app.events import HANDLED_EVENTS
@@ -19,9 +19,12 @@ from app.loke.errors import LokeError
 from app.models import (
     BackfillRun,
     Customer,
+    CustomerList,
     DeadLetter,
     DeliveryState,
     InboxEvent,
+    ListMember,
+    ListSyncRun,
     Organization,
     OutboxEntry,
     Payment,
@@ -146,7 +149,8 @@ def disconnect(services: Services, loke: LokeClient, org_id: str, purge: bool) -
             org.subscription_error = None
         if purge:
             stored = (
-                Customer, Payment, InboxEvent, DeadLetter, OutboxEntry, DeliveryState, BackfillRun
+                Customer, Payment, InboxEvent, DeadLetter, OutboxEntry, DeliveryState, BackfillRun,
+                CustomerList, ListMember, ListSyncRun,
             )  # fmt: skip
             for model in stored:
                 session.execute(delete(model).where(model.org_id == org_id))
@@ -181,6 +185,7 @@ def status(session: Session, org: Organization) -> dict[str, Any]:
         },
         "customers": customers,
         "backfill": backfill.progress(backfill.latest_run(session, org.id)),
+        "listSync": lists.summaries_of(session, org.id),
         "reconciliation": {
             "until": _iso(org.reconciled_until),
             "at": _iso(org.reconciled_at),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from app import backfill, loke_client, reconcile, services, subscriptions
+from app import backfill, loke_client, paged_runs, reconcile, services, subscriptions
+from app.models import BackfillRun
 from app.task_names import (
     BACKFILL_PAGE,
     BACKFILL_SWEEP,
@@ -22,7 +23,7 @@ def page(run_id: int) -> None:
 @shared_task(name=BACKFILL_SWEEP)
 def sweep() -> None:
     found = services()
-    for run_id in backfill.stalled_runs(found):
+    for run_id in paged_runs.stalled(found, BackfillRun):
         found.dispatcher.send(BACKFILL_PAGE, (run_id,))
 
 

@@ -77,10 +77,8 @@ def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=120,
         task_time_limit=180,
-        beat_schedule=beat_schedule(
-            settings.sweep_interval_seconds, settings.reconcile_interval_seconds
-        ),
-        include=["tasks.events", "tasks.delivery", "tasks.backfill"],
+        beat_schedule=beat_schedule(settings),
+        include=["tasks.events", "tasks.delivery", "tasks.backfill", "tasks.lists"],
         worker_hijack_root_logger=False,
     )
     if settings.broker_url.startswith(("redis://", "rediss://")):

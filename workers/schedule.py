@@ -8,6 +8,7 @@ from typing import Any
 from celery.schedules import crontab
 
 from app import task_names
+from app.config import Settings
 
 
 class QueueName(StrEnum):
@@ -28,10 +29,9 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 }
 
 
-def beat_schedule(
-    sweep_interval_seconds: float, reconcile_interval_seconds: float
-) -> dict[str, dict[str, Any]]:
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Beat's static schedule. Per-organization timing lives in the database, not here."""
+    sweep_interval_seconds = settings.sweep_interval_seconds
     return {
         # A broker that lost messages must not lose events: re-send work for stored rows.
         "sweep-inbox": {"task": task_names.EVENTS_SWEEP, "schedule": sweep_interval_seconds},
@@ -39,10 +39,16 @@ def beat_schedule(
         "sweep-outbox": {"task": task_names.DELIVERY_SWEEP, "schedule": sweep_interval_seconds},
         # Backfills whose page task was lost with a killed worker resume from the checkpoint.
         "sweep-backfills": {"task": task_names.BACKFILL_SWEEP, "schedule": sweep_interval_seconds},
+        "sweep-list-resyncs": {"task": task_names.LISTS_SWEEP, "schedule": sweep_interval_seconds},
+        # One static entry: organizations' own list intervals live in the database.
+        "dispatch-due-list-resyncs": {
+            "task": task_names.LISTS_DUE,
+            "schedule": settings.list_dispatch_seconds,
+        },
         # Each organization is reconciled when the interval has passed since its last sweep.
         "reconcile-due-orgs": {
             "task": task_names.RECONCILE_DUE,
-            "schedule": min(60.0, reconcile_interval_seconds / 2),
+            "schedule": min(60.0, settings.reconcile_interval_seconds / 2),
         },
         # Subscriptions deleted or changed at LOKE are put back once a day.
         "check-subscriptions": {

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from app.models import Customer, OutboxEntry, Payment
+from app.models import Customer, CustomerList, ListMember, OutboxEntry, Payment
 
-# Contacts go first so that a CRM sees a customer before the payments that name them.
-KIND_ORDER = {"contact": 0, "payment": 1}
+# Contacts go first so that a CRM sees a customer before the payments and lists that name them.
+KIND_ORDER = {"contact": 0, "payment": 1, "list": 2}
 
 
 def build_operations(
@@ -33,7 +33,39 @@ def build_operations(
         operations.extend(
             {"type": "payment.upsert", **p.record} for p in sorted(payments, key=lambda p: p.id)
         )
+    if keys["list"]:
+        operations.extend(list_operations(session, org_id, keys["list"]))
     return operations
+
+
+def list_operations(session: Session, org_id: str, keys: list[str]) -> list[dict[str, Any]]:
+    """list.add for a member as stored now, list.remove for one no longer stored."""
+    pairs = sorted(tuple(key.split(":", 1)) for key in keys)
+    list_ids = {list_id for list_id, _ in pairs}
+    present = {
+        (row.list_id, row.customer_id)
+        for row in session.execute(
+            select(ListMember.list_id, ListMember.customer_id).where(
+                ListMember.org_id == org_id,
+                tuple_(ListMember.list_id, ListMember.customer_id).in_(pairs),
+            )
+        )
+    }
+    names = {
+        row.id: row.name
+        for row in session.execute(
+            select(CustomerList.id, CustomerList.name).where(
+                CustomerList.org_id == org_id, CustomerList.id.in_(list_ids)
+            )
+        )
+    }
+    return [
+        {"type": "list.add", "listId": list_id, "listName": names.get(list_id),
+         "customerId": customer_id}
+        if (list_id, customer_id) in present
+        else {"type": "list.remove", "listId": list_id, "customerId": customer_id}
+        for list_id, customer_id in pairs
+    ]  # fmt: skip
 
 
 def contact_upsert(customer: Customer) -> dict[str, Any]:

@@ -12,18 +12,32 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    null,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app import dialect_sql
-from app.db import utcnow
+from app.db import UTCDateTime, utcnow
 from app.models import DeliveryState, OutboxEntry
 
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # contact | payment
+    kind: str  # contact | payment | list (key "<listId>:<customerId>")
     key: str
     customer_id: str
     source_at: dt.datetime | None
@@ -51,9 +65,39 @@ def mark_changed(session: Session, org_id: str, changes: Sequence[Change]) -> No
             for _, c in sorted(unique.items())
         ]
     )
-    new, old = stmt.excluded, table.c
-    # A row already pending keeps its place in line and its retry clock; a settled one restarts.
-    stmt = stmt.on_conflict_do_update(
+    session.execute(_coalescing(stmt))
+
+
+def mark_selected(session: Session, org_id: str, kind: str, rows: Select[str, str]) -> int:
+    """Make pending every entity that `rows` (selecting key, customer_id) yields: the same as
+    mark_changed, for changes computed in SQL (a list diff of any size). Returns the count."""
+    now = utcnow()
+    keyed = rows.subquery()
+    source = select(
+        literal(org_id),
+        literal(kind),
+        keyed.c.key,
+        keyed.c.customer_id,
+        true(),
+        literal(1),
+        literal(0),
+        literal(now, UTCDateTime()),
+        literal(now, UTCDateTime()),
+        null(),
+    ).where(true())  # SQLite needs a WHERE to tell INSERT ... SELECT from ON CONFLICT
+    columns = ["org_id", "kind", "key", "customer_id", "pending", "seq", "attempts",
+               "next_attempt_at", "changed_at", "source_at"]  # fmt: skip
+    stmt = dialect_sql.insert(session, OutboxEntry.__table__).from_select(columns, source)
+    result = session.execute(_coalescing(stmt))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _coalescing(stmt: Any) -> Any:
+    """Upsert into the outbox: a row already pending keeps its place in line and its retry
+    clock; a settled one restarts. Either way `seq` grows, so an answer in flight cannot settle
+    this newer change."""
+    new, old = stmt.excluded, OutboxEntry.__table__.c
+    return stmt.on_conflict_do_update(
         index_elements=[old.org_id, old.kind, old.key],
         set_={
             "seq": old.seq + 1,
@@ -65,7 +109,6 @@ def mark_changed(session: Session, org_id: str, changes: Sequence[Change]) -> No
             "attempts": _unless_pending(old.attempts, 0),
         },
     )
-    session.execute(stmt)
 
 
 def _unless_pending(kept: object, fresh: object) -> ColumnElement[object]:

@@ -7,7 +7,7 @@ import hmac
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from app import backfill, customers, deadletters, orgs
+from app import backfill, customers, deadletters, lists, orgs
 from app.loke.client import LokeClient
 from app.loke.errors import LokeError
 from app.models import BackfillRun, Organization
@@ -104,6 +104,32 @@ def start_backfill(org_id: str) -> tuple[Response, int]:
     if not started.started:
         return error(409, "backfill_running", f"backfill {started.run_id} is already running")
     return jsonify({"backfill": run}), 202
+
+
+@admin.get("/orgs/<org_id>/lists")
+def get_lists(org_id: str) -> tuple[Response, int]:
+    if not _connected(org_id):
+        return error(404, "not_found", f"organization {org_id} is not connected")
+    try:
+        found = lists.overview(_services(), _loke(), org_id)
+    except LokeError as exc:
+        return error(502, "loke_error", str(exc))
+    return jsonify({"lists": found}), 200
+
+
+@admin.post("/orgs/<org_id>/lists/sync")
+def sync_lists(org_id: str) -> tuple[Response, int]:
+    if not _connected(org_id):
+        return error(404, "not_found", f"organization {org_id} is not connected")
+    started = lists.start_chosen(_services(), org_id)
+    runs = [{"listId": s.list_id, "runId": s.run_id, "started": s.started} for s in started]
+    return jsonify({"runs": runs}), 202
+
+
+def _connected(org_id: str) -> bool:
+    with _services().db.transaction() as session:
+        org = session.get(Organization, org_id)
+        return org is not None and org.connected
 
 
 @admin.get("/orgs/<org_id>/customers/<customer_id>")

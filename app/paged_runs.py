@@ -1,0 +1,127 @@
+"""What backfills and list resyncs share: fetching the page at a run's checkpoint, retrying a
+page that failed with a bound, and finding runs whose task was lost with a worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.backoff import backoff_seconds
+from app.db import utcnow
+from app.loke.client import LokeClient, Page
+from app.loke.errors import LokeError
+from app.models import PagedRun
+from app.services import Services
+
+log = logging.getLogger(__name__)
+
+Run = TypeVar("Run", bound=PagedRun)
+
+MAX_PAGE_RETRY_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Fetched:
+    org_id: str
+    url: str
+    page: Page
+
+
+def fetch(
+    services: Services,
+    loke: LokeClient,
+    model: type[PagedRun],
+    run_id: int,
+    task_name: str,
+    not_found_status: str = "failed",
+) -> Fetched | None:
+    """The page at the run's checkpoint, or None when the run is not running or the fetch
+    failed (then the failure is recorded and a retry scheduled, or the run stopped)."""
+    with services.db.transaction() as session:
+        run = session.get(model, run_id)
+        if run is None or run.status != "running" or not run.next_url:
+            return None
+        url, previous, org_id = run.next_url, run.previous_url, run.org_id
+    paginator = loke.paginator(url, seen=(previous,) if previous else ())
+    try:
+        return Fetched(org_id, url, loke.get_page(paginator))
+    except LokeError as exc:
+        _failed(services, model, run_id, url, exc, task_name, not_found_status)
+        return None
+
+
+def lock_at(session: Session, model: type[Run], run_id: int, url: str) -> Run | None:
+    """The run, locked, if it is still running at `url` (else a duplicate task got there first)."""
+    run = session.get(model, run_id, with_for_update=True)
+    if run is None or run.status != "running" or run.next_url != url:
+        return None
+    return run
+
+
+def advance(run: PagedRun, fetched: Fetched) -> bool:
+    """Move the checkpoint past the page just applied; True when that was the last page."""
+    run.previous_url, run.next_url = fetched.url, fetched.page.next_url
+    run.pages += 1
+    run.attempts, run.last_error = 0, None
+    run.updated_at = utcnow()
+    if fetched.page.next_url is None:
+        run.status, run.finished_at = "finished", run.updated_at
+        return True
+    return False
+
+
+def _failed(
+    services: Services,
+    model: type[PagedRun],
+    run_id: int,
+    url: str,
+    exc: LokeError,
+    task_name: str,
+    not_found_status: str,
+) -> None:
+    settings = services.settings
+    with services.db.transaction() as session:
+        run = session.get(model, run_id, with_for_update=True)
+        if run is None or run.status != "running" or run.next_url != url:
+            return
+        run.attempts += 1
+        run.last_error = str(exc)
+        run.updated_at = utcnow()
+        stop = None
+        if exc.not_found:
+            stop = not_found_status
+        elif not exc.retryable or run.attempts >= settings.backfill_page_attempts:
+            stop = "failed"
+        if stop is not None:
+            # Stopped where it failed: starting it again resumes from this checkpoint.
+            run.status, run.finished_at = stop, run.updated_at
+            log.error("%s %s stopped (%s) on %s: %s", model.__name__, run_id, stop, url, exc)
+            return
+        delay = backoff_seconds(
+            run.attempts - 1, settings.backfill_retry_base_seconds, MAX_PAGE_RETRY_SECONDS
+        )
+    log.warning("%s %s: page failed (%s); retry in %.0fs", model.__name__, run_id, exc, delay)
+    services.dispatcher.send(task_name, (run_id,), countdown=delay)
+
+
+def stalled(services: Services, model: type[PagedRun]) -> list[int]:
+    """Running runs with no progress for BACKFILL_STALL_SECONDS (their task was lost with a
+    worker); touched so that the next sweep waits again before sending another task."""
+    now = utcnow()
+    cutoff = now - dt.timedelta(seconds=services.settings.backfill_stall_seconds)
+    with services.db.transaction() as session:
+        runs = list(
+            session.scalars(
+                select(model)
+                .where(model.status == "running", model.updated_at < cutoff)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for run in runs:
+            run.updated_at = now
+        return [run.id for run in runs]
