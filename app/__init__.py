@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from flask import Flask, current_app
 
+from app import observability
 from app.background_kicks import BackgroundKicks
 from app.config import Settings, load_settings
 from app.db import Database
@@ -23,6 +27,15 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # The dashboard's session cookie is signed with a key derived from SECRET_KEY, never with it.
+    app.secret_key = hmac.new(
+        settings.required_secret_key.encode(), b"flask session v1", hashlib.sha256
+    ).digest()
+    app.config.update(
+        SESSION_COOKIE_SECURE=not settings.public_url.startswith("http://"),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
 
     if dispatcher is None:
         # Imported here because workers/ builds on app/, never the other way round.
@@ -37,12 +50,14 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.extensions["background_kicks"] = BackgroundKicks(services.kicks)
     app.extensions["loke_client"] = make_loke_client(services)
 
-    from app.web import admin, errors, health, receiver
+    from app.web import admin, dashboard, errors, health, receiver
 
+    observability.init_app(app, services)
     errors.register(app)
     app.register_blueprint(receiver.receiver)
     app.register_blueprint(admin.admin)
     app.register_blueprint(health.health)
+    app.register_blueprint(dashboard.dashboard)
     return app
 
 

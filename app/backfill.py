@@ -21,6 +21,7 @@ from app import mirror, paged_runs
 from app.db import utcnow
 from app.events import Customer as CustomerRecord
 from app.loke.client import LokeClient
+from app.metrics import PAGES
 from app.models import BackfillRun, Organization
 from app.services import Services
 from app.task_names import BACKFILL_PAGE, DELIVERY_FLUSH
@@ -107,6 +108,7 @@ def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
         run.customers += len(changes)
         run.invalid += invalid
         last = paged_runs.advance(run, fetched)
+    PAGES.labels("backfill").inc()
     if changed:
         services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
     if not last:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,10 +45,15 @@ def run(port: int, web_workers: int) -> None:
             python, "-m", "gunicorn", "app.wsgi:app", "--bind", f"0.0.0.0:{port}",
             "--workers", str(web_workers), "--no-control-socket",
         ],
-        "worker": [python, "-m", "celery", "-A", "workers.worker", "worker", "-Q", QUEUES,
-                   "--loglevel", "INFO", *pool],
-        "beat": [python, "-m", "celery", "-A", "workers.worker", "beat", "--loglevel", "INFO"],
+        "worker": [python, "-m", "celery", "--quiet", "-A", "workers.worker", "worker",
+                   "-Q", QUEUES, *pool],
+        "beat": [python, "-m", "celery", "--quiet", "-A", "workers.worker", "beat"],
     }  # fmt: skip
+    # web, worker and beat share one metrics directory, so /metrics shows all three.
+    metrics = settings.var_dir / "metrics"
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics.resolve()))
     if settings.embedded:
         click.echo(f"embedded mode: data under {settings.var_dir.resolve()}/")
         click.echo(f"admin token: {settings.admin_token}")

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     list_sync_interval: int = Field(default=3600, ge=60)
     list_dispatch_seconds: float = Field(default=60.0, gt=0)  # how often beat looks for due lists
     var_dir: Path = Path("var")
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     # Tuning. Defaults suit production; tests shorten the clocks.
     inbox_batch_size: int = Field(default=200, ge=1, le=5000)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app import inbox
 from app.db import utcnow
 from app.delivery import outbox
+from app.metrics import DEAD_LETTERS
 from app.models import DeadLetter
 from app.services import Services
 from app.task_names import DELIVERY_FLUSH, EVENTS_DRAIN
@@ -19,6 +20,7 @@ from app.task_names import DELIVERY_FLUSH, EVENTS_DRAIN
 
 def record_event(session: Session, org_id: str, inbox_id: int, reason: str) -> DeadLetter:
     """An event that passed the signature but cannot be applied (e.g. wrong field types)."""
+    DEAD_LETTERS.labels("event").inc()
     letter = DeadLetter(
         org_id=org_id,
         kind="event",
@@ -43,6 +45,7 @@ def record_batch(
     answer: str = "",
 ) -> DeadLetter:
     """A batch the destination refused for good, or gave up on after the last retry."""
+    DEAD_LETTERS.labels("batch").inc()
     letter = DeadLetter(
         org_id=org_id,
         kind="batch",

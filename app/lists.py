@@ -25,6 +25,7 @@ from app.delivery import outbox
 from app.events import CustomerTiny
 from app.loke.client import LokeClient
 from app.loke.errors import LokeError
+from app.metrics import PAGES
 from app.models import (
     CustomerList,
     ListMember,
@@ -139,6 +140,7 @@ def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
         run.members += len(members)
         if paged_runs.advance(run, fetched):
             _apply_difference(session, run)
+    PAGES.labels("list").inc()
     if created or run.status == "finished":
         services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
     if run.status == "running":

@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import case, or_, tuple_
@@ -48,6 +49,7 @@ class CustomerChange:
     statistics: dict[str, Any] | None
     stats_key: StatsKey
     source_at: dt.datetime | None  # LOKE's own time of the change, for lag
+    request_id: str | None = None  # the webhook it came from, for tracing into delivery logs
 
     def merged_with(self, other: CustomerChange) -> CustomerChange:
         """The newest profile and the newest statistics of the two."""
@@ -63,6 +65,7 @@ class CustomerChange:
             statistics=stats_from.statistics,
             stats_key=stats_from.stats_key,
             source_at=max(sources) if sources else None,
+            request_id=other.request_id or self.request_id,
         )
 
 
@@ -152,24 +155,41 @@ def apply_customers(session: Session, org_id: str, changes: Iterable[CustomerCha
     if not rows:
         return []
     now = utcnow()
+    params = [
+        {
+            "org_id": org_id,
+            "id": c.customer_id,
+            "profile": c.profile,
+            "profile_version": c.profile_version,
+            "statistics": c.statistics,
+            "stats_activity": c.stats_key[0],
+            "stats_counter": c.stats_key[1],
+            "stats_digest": c.stats_key[2],
+            "first_seen_at": now,
+            "changed_at": now,
+        }
+        for c in rows
+    ]
+    # One statement, many parameter sets: compiled once and sent in batches by the driver,
+    # instead of a thousand-row VALUES list compiled anew for every page.
+    changed = list(session.execute(_customer_upsert(dialect_sql.name(session)), params).scalars())
+    if changed:
+        by_id = {c.customer_id: c for c in rows}
+        outbox.mark_changed(
+            session,
+            org_id,
+            [
+                outbox.Change("contact", cid, cid, by_id[cid].source_at, by_id[cid].request_id)
+                for cid in changed
+            ],
+        )
+    return changed
+
+
+@cache
+def _customer_upsert(dialect: str) -> Any:
     table = Customer.__table__
-    stmt = dialect_sql.insert(session, table).values(
-        [
-            {
-                "org_id": org_id,
-                "id": c.customer_id,
-                "profile": c.profile,
-                "profile_version": c.profile_version,
-                "statistics": c.statistics,
-                "stats_activity": c.stats_key[0],
-                "stats_counter": c.stats_key[1],
-                "stats_digest": c.stats_key[2],
-                "first_seen_at": now,
-                "changed_at": now,
-            }
-            for c in rows
-        ]
-    )
+    stmt = dialect_sql.insert_for(dialect, table)
     new, old = stmt.excluded, table.c
     profile_newer = new.profile_version > old.profile_version
     stats_newer = tuple_(new.stats_activity, new.stats_counter, new.stats_digest) > tuple_(
@@ -179,7 +199,7 @@ def apply_customers(session: Session, org_id: str, changes: Iterable[CustomerCha
     def pick(newer: Any, column: str) -> Any:
         return case((newer, new[column]), else_=old[column])
 
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[old.org_id, old.id],
         set_={
             "profile": pick(profile_newer, "profile"),
@@ -192,15 +212,21 @@ def apply_customers(session: Session, org_id: str, changes: Iterable[CustomerCha
         },
         where=or_(profile_newer, stats_newer),
     ).returning(old.id)
-    changed = list(session.execute(stmt).scalars())
-    if changed:
-        source = {c.customer_id: c.source_at for c in rows}
-        outbox.mark_changed(
-            session,
-            org_id,
-            [outbox.Change("contact", cid, cid, source[cid]) for cid in changed],
-        )
-    return changed
+
+
+@cache
+def _payment_upsert(dialect: str) -> Any:
+    table = PaymentRow.__table__
+    stmt = dialect_sql.insert_for(dialect, table)
+    new, old = stmt.excluded, table.c
+    return stmt.on_conflict_do_update(
+        index_elements=[old.org_id, old.id],
+        set_={
+            c: new[c]
+            for c in ("customer_id", "status", "rank", "version", "digest", "record", "changed_at")
+        },
+        where=tuple_(new.rank, new.version, new.digest) > tuple_(old.rank, old.version, old.digest),
+    ).returning(old.id, old.customer_id)
 
 
 @dataclass(frozen=True)
@@ -210,6 +236,7 @@ class PaymentChange:
     record: dict[str, Any]
     key: tuple[int, int, str]  # (rank: completed 1 / refunded 2, time in µs, digest)
     source_at: dt.datetime | None
+    request_id: str | None = None
 
 
 def change_from_payment(payment: Payment, refunded_event: bool) -> PaymentChange:
@@ -246,39 +273,31 @@ def apply_payments(session: Session, org_id: str, changes: Sequence[PaymentChang
     if not newest:
         return []
     now = utcnow()
-    table = PaymentRow.__table__
-    stmt = dialect_sql.insert(session, table).values(
-        [
-            {
-                "org_id": org_id,
-                "id": p.payment_id,
-                "customer_id": p.customer_id,
-                "status": p.record["status"],
-                "rank": p.key[0],
-                "version": p.key[1],
-                "digest": p.key[2],
-                "record": p.record,
-                "changed_at": now,
-            }
-            for p in (newest[k] for k in sorted(newest))
-        ]
-    )
-    new, old = stmt.excluded, table.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[old.org_id, old.id],
-        set_={
-            c: new[c]
-            for c in ("customer_id", "status", "rank", "version", "digest", "record", "changed_at")
-        },
-        where=tuple_(new.rank, new.version, new.digest) > tuple_(old.rank, old.version, old.digest),
-    ).returning(old.id, old.customer_id)
-    changed = [(row.id, row.customer_id) for row in session.execute(stmt)]
+    params = [
+        {
+            "org_id": org_id,
+            "id": p.payment_id,
+            "customer_id": p.customer_id,
+            "status": p.record["status"],
+            "rank": p.key[0],
+            "version": p.key[1],
+            "digest": p.key[2],
+            "record": p.record,
+            "changed_at": now,
+        }
+        for p in (newest[k] for k in sorted(newest))
+    ]
+    result = session.execute(_payment_upsert(dialect_sql.name(session)), params)
+    changed = [(row.id, row.customer_id) for row in result]
     # Guests' payments are kept for the record but have no contact to attach to in the CRM.
     delivered = [(pid, cid) for pid, cid in changed if cid is not None]
     if delivered:
         outbox.mark_changed(
             session,
             org_id,
-            [outbox.Change("payment", pid, cid, newest[pid].source_at) for pid, cid in delivered],
+            [
+                outbox.Change("payment", pid, cid, newest[pid].source_at, newest[pid].request_id)
+                for pid, cid in delivered
+            ],
         )
     return [pid for pid, _ in changed]

@@ -203,6 +203,7 @@ class OutboxEntry(Base):
     next_attempt_at: Mapped[dt.datetime]
     changed_at: Mapped[dt.datetime]  # oldest undelivered change: the delivery lag
     source_at: Mapped[dt.datetime | None]  # LOKE's own timestamp of the newest change
+    request_id: Mapped[str | None] = mapped_column(String(64))  # the webhook of that change
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -214,6 +215,10 @@ class DeliveryState(Base):
     org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tat: Mapped[dt.datetime]  # theoretical arrival time of the next allowed request
     paused_until: Mapped[dt.datetime | None]
+    # One flush task per destination at a time: a burst of kicks must not park every worker
+    # thread on this destination's lock and rate limit.
+    flusher: Mapped[str | None] = mapped_column(String(32))
+    flusher_until: Mapped[dt.datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_success_at: Mapped[dt.datetime | None]

@@ -11,6 +11,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import logs
 from app.backoff import backoff_seconds
 from app.db import utcnow
 from app.loke.client import LokeClient, Page
@@ -47,6 +48,7 @@ def fetch(
         if run is None or run.status != "running" or not run.next_url:
             return None
         url, previous, org_id = run.next_url, run.previous_url, run.org_id
+    logs.set_context(org_id=org_id)  # for the rest of this task
     paginator = loke.paginator(url, seen=(previous,) if previous else ())
     try:
         return Fetched(org_id, url, loke.get_page(paginator))

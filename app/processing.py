@@ -8,19 +8,22 @@ state changes nothing, so redelivered tasks cannot double anything.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import deadletters, inbox, mirror
+from app.db import utcnow
 from app.events import CustomerEvent, InvalidEvent, PaymentEvent, StatisticsEvent, parse_event
+from app.metrics import APPLY_LATENCY, EVENTS
 from app.models import InboxEvent, Organization
 from app.services import Services
 from app.task_names import DELIVERY_FLUSH, EVENTS_DRAIN
@@ -105,11 +108,13 @@ def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) ->
         )
     )
     changes: dict[str, _OrgChanges] = defaultdict(_OrgChanges)
-    applied: list[int] = []
+    applied: list[InboxEvent] = []
+    source_times: list[dt.datetime | None] = []
     for row in rows:
         if row.org_id not in connected:
             inbox.mark(session, [row.id], "ignored", "organization not connected")
             result.ignored += 1
+            EVENTS.labels("ignored").inc()
             continue
         try:
             event = parse_event(json.loads(row.body))
@@ -118,31 +123,56 @@ def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) ->
             deadletters.record_event(session, row.org_id, row.id, str(exc))
             log.warning("event %s refused: %s", row.id, exc)
             result.failed += 1
+            EVENTS.labels("failed").inc()
             continue
-        _collect(event, changes[row.org_id])
-        applied.append(row.id)
+        source_times.append(_collect(event, changes[row.org_id], row.request_id))
+        applied.append(row)
     changed_orgs: set[str] = set()
     for org_id, org_changes in changes.items():
         changed = mirror.apply_customers(session, org_id, org_changes.customers)
         changed += mirror.apply_payments(session, org_id, org_changes.payments)
         if changed:
             changed_orgs.add(org_id)
-    inbox.mark(session, applied, "applied")
+    inbox.mark(session, [row.id for row in applied], "applied")
+    if applied:
+        log.info(
+            "applied %d events",
+            len(applied),
+            extra={"request_ids": [r.request_id for r in applied], "org_ids": sorted(changes)},
+        )
     result.applied += len(applied)
+    EVENTS.labels("applied").inc(len(applied))
+    _observe(applied, source_times)
     result.orgs_changed |= changed_orgs
     return changed_orgs
 
 
-def _collect(event: CustomerEvent | StatisticsEvent | PaymentEvent, into: _OrgChanges) -> None:
-    if isinstance(event, CustomerEvent):
-        into.customers.append(mirror.change_from_record(event.customer))
-    elif isinstance(event, StatisticsEvent):
-        into.customers.append(mirror.change_from_statistics(event.customer, event.statistics))
-    else:
-        payment = event.payment
-        into.payments.append(
-            mirror.change_from_payment(payment, refunded_event=event.event == "payment.refunded")
-        )
-        if payment.customer is not None:
-            # Known only by this payment so far: the CRM gets a contact to attach it to.
-            into.customers.append(mirror.change_from_tiny(payment.customer))
+def _collect(
+    event: CustomerEvent | StatisticsEvent | PaymentEvent,
+    into: _OrgChanges,
+    request_id: str | None,
+) -> dt.datetime | None:
+    """Add the event's changes; returns LOKE's own timestamp of it, if it has one."""
+    if isinstance(event, CustomerEvent | StatisticsEvent):
+        if isinstance(event, CustomerEvent):
+            change = mirror.change_from_record(event.customer)
+        else:
+            change = mirror.change_from_statistics(event.customer, event.statistics)
+        into.customers.append(replace(change, request_id=request_id))
+        return change.source_at
+    payment = event.payment
+    paid = mirror.change_from_payment(payment, refunded_event=event.event == "payment.refunded")
+    into.payments.append(replace(paid, request_id=request_id))
+    if payment.customer is not None:
+        # Known only by this payment so far: the CRM gets a contact to attach it to.
+        tiny = mirror.change_from_tiny(payment.customer)
+        into.customers.append(replace(tiny, request_id=request_id))
+    return paid.source_at
+
+
+def _observe(rows: Sequence[InboxEvent], source_times: list[dt.datetime | None]) -> None:
+    now = utcnow()
+    for row, source_at in zip(rows, source_times, strict=True):
+        APPLY_LATENCY.labels("arrival").observe((now - row.received_at).total_seconds())
+        if source_at is not None:
+            APPLY_LATENCY.labels("payload").observe(max((now - source_at).total_seconds(), 0))

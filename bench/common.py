@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -389,3 +389,68 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+# -- memory (no psutil: /proc) ----------------------------------------------------------------
+def _status_kb(pid: int, field: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM, ...); 0 when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (pool children of a prefork worker, for instance)."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        for task in Path(f"/proc/{pids[index]}/task").glob("*/children"):
+            with suppress(OSError):
+                pids.extend(int(child) for child in task.read_text().split())
+        index += 1
+    return pids
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident set size of a process and its descendants, in kB."""
+    return sum(_status_kb(p, "VmRSS") for p in process_tree(pid))
+
+
+def tree_hwm_kb(pid: int) -> int:
+    """Sum of each process's own peak RSS (VmHWM) over the tree, in kB: an upper bound on the
+    tree's peak, exact when there is a single process."""
+    return sum(_status_kb(p, "VmHWM") for p in process_tree(pid))
+
+
+class RssSampler:
+    """Samples the RSS of process trees every `interval` seconds on a daemon thread; `peak_kb`
+    keeps each root pid's highest sampled tree RSS."""
+
+    def __init__(self, pids: Sequence[int], interval: float = 0.1) -> None:
+        self.pids = list(pids)
+        self.interval = interval
+        self.peak_kb: dict[int, int] = dict.fromkeys(self.pids, 0)
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sample()
+
+    def _sample(self) -> None:
+        for pid in self.pids:
+            self.peak_kb[pid] = max(self.peak_kb[pid], tree_rss_kb(pid))
+        self.samples += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)

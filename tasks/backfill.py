@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from app import backfill, loke_client, paged_runs, reconcile, services, subscriptions
+from app import backfill, logs, loke_client, paged_runs, reconcile, services, subscriptions
 from app.models import BackfillRun
 from app.task_names import (
     BACKFILL_PAGE,
@@ -37,7 +37,8 @@ def reconcile_due() -> None:
 # A sweep walks only what changed since the last one; the limits leave room for a long outage.
 @shared_task(name=RECONCILE_ORG, soft_time_limit=900, time_limit=960)
 def reconcile_org(org_id: str) -> None:
-    reconcile.reconcile(services(), loke_client(), org_id)
+    with logs.context(org_id=org_id):
+        reconcile.reconcile(services(), loke_client(), org_id)
 
 
 @shared_task(name=CHECK_SUBSCRIPTIONS)

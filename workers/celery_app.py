@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
 from flask import Flask
 from kombu import Exchange, Queue
+from prometheus_client import start_http_server
 from sqlalchemy.exc import OperationalError
 
+from app import logs
 from app.config import Settings
+from app.metrics import process_registry
 from workers.schedule import TASK_ROUTES, QueueName, beat_schedule
 
 # Longest countdown we ever schedule (delivery backoff cap, Retry-After cap) is an hour; Redis
@@ -94,6 +98,26 @@ def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
         celery.conf.beat_max_loop_interval = 10
     else:
         celery.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
+
+    @setup_logging.connect(weak=False)
+    def _json_logs(**_: object) -> None:
+        # Connected, so Celery leaves logging to us: the same JSON lines as the web.
+        logs.configure(settings.log_level)
+
+    @task_prerun.connect(weak=False)
+    def _task_context(task_id: str | None = None, **_: object) -> None:
+        logs.set_context(task_id=task_id, org_id=None, event_type=None, request_id=None)
+
+    @task_postrun.connect(weak=False)
+    def _task_done(**_: object) -> None:
+        logs.set_context(task_id=None)
+
+    @worker_init.connect(weak=False)
+    def _serve_metrics(**_: object) -> None:
+        # For machines with workers and no web process: Prometheus scrapes the worker here.
+        if settings.worker_metrics_port:
+            start_http_server(settings.worker_metrics_port, registry=process_registry())
+
     celery.set_default()
     app.extensions["celery"] = celery
     return CeleryDispatcher(celery)

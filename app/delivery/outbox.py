@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +24,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     true,
     tuple_,
@@ -41,31 +43,36 @@ class Change:
     key: str
     customer_id: str
     source_at: dt.datetime | None
+    request_id: str | None = None
 
 
 def mark_changed(session: Session, org_id: str, changes: Sequence[Change]) -> None:
     """Make these entities pending (coalescing with any undelivered change)."""
     now = utcnow()
     unique = {(c.kind, c.key): c for c in changes}
-    table = OutboxEntry.__table__
-    stmt = dialect_sql.insert(session, table).values(
-        [
-            {
-                "org_id": org_id,
-                "kind": c.kind,
-                "key": c.key,
-                "customer_id": c.customer_id,
-                "pending": True,
-                "seq": 1,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "changed_at": now,
-                "source_at": c.source_at,
-            }
-            for _, c in sorted(unique.items())
-        ]
-    )
-    session.execute(_coalescing(stmt))
+    params = [
+        {
+            "org_id": org_id,
+            "kind": c.kind,
+            "key": c.key,
+            "customer_id": c.customer_id,
+            "pending": True,
+            "seq": 1,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "changed_at": now,
+            "source_at": c.source_at,
+            "request_id": c.request_id,
+        }
+        for _, c in sorted(unique.items())  # one lock order for every writer
+    ]
+    if params:
+        session.execute(_outbox_upsert(dialect_sql.name(session)), params)
+
+
+@cache
+def _outbox_upsert(dialect: str) -> Any:
+    return _coalescing(dialect_sql.insert_for(dialect, OutboxEntry.__table__))
 
 
 def mark_selected(session: Session, org_id: str, kind: str, rows: Select[str, str]) -> int:
@@ -104,6 +111,7 @@ def _coalescing(stmt: Any) -> Any:
             "pending": True,
             "customer_id": new.customer_id,
             "source_at": new.source_at,
+            "request_id": new.request_id,
             "changed_at": _unless_pending(old.changed_at, new.changed_at),
             "next_attempt_at": _unless_pending(old.next_attempt_at, new.next_attempt_at),
             "attempts": _unless_pending(old.attempts, 0),
@@ -135,16 +143,57 @@ class Idle:
     next_due: dt.datetime | None
 
 
+def take_flusher(session: Session, org_id: str, token: str, lease: dt.timedelta) -> bool:
+    """Become the destination's one flusher (or renew it); False if a live one exists."""
+    state = _lock_state(session, org_id)
+    now = utcnow()
+    live = state.flusher_until is not None and state.flusher_until > now
+    if live and state.flusher != token:
+        return False
+    state.flusher, state.flusher_until = token, now + lease
+    return True
+
+
+def release_flusher(session: Session, org_id: str, token: str) -> None:
+    session.execute(
+        update(DeliveryState)
+        .where(DeliveryState.org_id == org_id, DeliveryState.flusher == token)
+        .values(flusher=None, flusher_until=None)
+    )
+
+
+def has_claimable(session: Session, org_id: str) -> bool:
+    """Work a flusher could take right now (ignoring the rate limit)."""
+    now = utcnow()
+    return (
+        session.scalar(
+            select(OutboxEntry.key)
+            .where(
+                OutboxEntry.org_id == org_id,
+                OutboxEntry.pending,
+                OutboxEntry.next_attempt_at <= now,
+                or_(OutboxEntry.lease_until.is_(None), OutboxEntry.lease_until <= now),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def claim_batch(
     session: Session,
     org_id: str,
     batch_size: int,
     requests_per_second: float,
     lease: dt.timedelta,
+    flusher: str | None = None,
 ) -> Claimed | Wait | Idle:
-    """Lease up to `batch_size` pending entries of customers not already in flight."""
+    """Lease up to `batch_size` pending entries of customers not already in flight (renewing
+    the caller's flusher lease on the way)."""
     state = _lock_state(session, org_id)
     now = utcnow()  # after the lock: a claim that waited for it must not judge by an old clock
+    if flusher is not None and state.flusher == flusher:
+        state.flusher_until = now + lease
     if state.paused_until is not None and state.paused_until > now:
         return Wait(state.paused_until)
     if state.tat > now:

@@ -9,19 +9,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
-from app import deadletters
+from app import deadletters, logs
 from app.backoff import backoff_seconds
 from app.db import utcnow
 from app.delivery import destinations, outbox
 from app.delivery.destinations.base import (
     Batch,
     Destination,
+    DestinationConfig,
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
 from app.delivery.operations import build_operations
+from app.metrics import DELIVERY_BATCHES, DELIVERY_LATENCY, DELIVERY_OPERATIONS
 from app.models import Organization
 from app.services import Services
 from app.task_names import DELIVERY_FLUSH
@@ -43,6 +46,11 @@ def flush_org(
 ) -> FlushResult:
     """Deliver what is pending for one organization; schedule itself again if work remains."""
     services.kicks.started(DELIVERY_FLUSH, org_id, kick=kick)
+    with logs.context(org_id=org_id):
+        return _flush_org(services, org_id, time_budget)
+
+
+def _flush_org(services: Services, org_id: str, time_budget: float) -> FlushResult:
     result = FlushResult()
     with services.db.transaction() as session:
         org = session.get(Organization, org_id)
@@ -54,6 +62,37 @@ def flush_org(
         org.destination, secret, services.settings.delivery_timeout_seconds, services.http
     )
     lease = dt.timedelta(seconds=services.settings.delivery_lease_seconds)
+    token = uuid.uuid4().hex
+    with services.db.transaction() as session:
+        if not outbox.take_flusher(session, org_id, token, lease):
+            return result  # the live flusher takes new work too (see below)
+    try:
+        _flush(services, org_id, config, destination, lease, token, time_budget, result)
+    finally:
+        with services.db.transaction() as session:
+            outbox.release_flusher(session, org_id, token)
+    if result.resume_in is not None:
+        services.kicks.kick_later(DELIVERY_FLUSH, org_id, countdown=result.resume_in)
+    else:
+        # Work that arrived while we held the slot may have had its own flush turned away:
+        # look once more, now that the slot is free.
+        with services.db.transaction() as session:
+            more = outbox.has_claimable(session, org_id)
+        if more:
+            services.kicks.kick(DELIVERY_FLUSH, org_id)
+    return result
+
+
+def _flush(
+    services: Services,
+    org_id: str,
+    config: DestinationConfig,
+    destination: Destination,
+    lease: dt.timedelta,
+    token: str,
+    time_budget: float,
+    result: FlushResult,
+) -> None:
     deadline = time.monotonic() + time_budget
     while True:
         if time.monotonic() >= deadline:
@@ -61,12 +100,16 @@ def flush_org(
             break
         with services.db.transaction() as session:
             claim = outbox.claim_batch(
-                session, org_id, config.batch_size, config.max_requests_per_second, lease
+                session, org_id, config.batch_size, config.max_requests_per_second, lease, token
             )
             if isinstance(claim, outbox.Claimed):
-                operations = build_operations(session, org_id, claim.entries)
-                keys = [(e.kind, e.key) for e in claim.entries]
-                attempts = max(e.attempts for e in claim.entries)
+                outgoing = Outgoing(
+                    Batch(claim.batch_id, org_id, build_operations(session, org_id, claim.entries)),
+                    keys=[(e.kind, e.key) for e in claim.entries],
+                    attempts=max(e.attempts for e in claim.entries),
+                    since=[(e.source_at, e.changed_at) for e in claim.entries],
+                    request_ids=sorted({e.request_id for e in claim.entries if e.request_id}),
+                )
         if isinstance(claim, outbox.Wait):
             wait = (claim.until - utcnow()).total_seconds()
             if wait <= SLEEP_WITHIN_TASK:
@@ -78,22 +121,23 @@ def flush_org(
             if claim.next_due is not None:
                 result.resume_in = max((claim.next_due - utcnow()).total_seconds(), 0.05)
             break
-        _send(services, destination, Batch(claim.batch_id, org_id, operations), keys, attempts)
+        _send(services, destination, outgoing)
         result.batches += 1
-        result.operations += len(operations)
-    if result.resume_in is not None:
-        services.kicks.kick_later(DELIVERY_FLUSH, org_id, countdown=result.resume_in)
-    return result
+        result.operations += len(outgoing.batch.operations)
 
 
-def _send(
-    services: Services,
-    destination: Destination,
-    batch: Batch,
-    keys: list[tuple[str, str]],
-    attempts: int,
-) -> None:
+@dataclass(frozen=True)
+class Outgoing:
+    batch: Batch
+    keys: list[tuple[str, str]]
+    attempts: int  # of the most-tried entry: drives the backoff and the bound
+    since: list[tuple[dt.datetime | None, dt.datetime]]  # (LOKE's time, entered the outbox)
+    request_ids: list[str]  # the webhooks whose changes this batch carries
+
+
+def _send(services: Services, destination: Destination, outgoing: Outgoing) -> None:
     settings = services.settings
+    batch, keys, attempts = outgoing.batch, outgoing.keys, outgoing.attempts
     org_id = batch.org_id
     try:
         if batch.operations:  # empty only if the entities were purged meanwhile
@@ -112,6 +156,7 @@ def _send(
         log.warning(
             "batch %s for org %s: %s; retry in %.1fs", batch.batch_id, org_id, exc.reason, delay
         )
+        DELIVERY_BATCHES.labels(org_id, "retry").inc()
         with services.db.transaction() as session:
             outbox.settle_retry(
                 session, org_id, batch.batch_id, dt.timedelta(seconds=delay), exc.reason
@@ -121,6 +166,25 @@ def _send(
     else:
         with services.db.transaction() as session:
             outbox.settle_delivered(session, org_id, batch.batch_id)
+        _observe_delivered(outgoing)
+
+
+def _observe_delivered(outgoing: Outgoing) -> None:
+    org_id = outgoing.batch.org_id
+    log.info(
+        "delivered batch %s: %d operations",
+        outgoing.batch.batch_id,
+        len(outgoing.batch.operations),
+        extra={"request_ids": outgoing.request_ids},
+    )
+    DELIVERY_BATCHES.labels(org_id, "delivered").inc()
+    for op in outgoing.batch.operations:
+        DELIVERY_OPERATIONS.labels(org_id, op["type"]).inc()
+    now = utcnow()
+    for source_at, changed_at in outgoing.since:
+        DELIVERY_LATENCY.labels("outbox").observe(max((now - changed_at).total_seconds(), 0))
+        if source_at is not None:
+            DELIVERY_LATENCY.labels("payload").observe(max((now - source_at).total_seconds(), 0))
 
 
 def _dead(
@@ -132,6 +196,7 @@ def _dead(
     answer: str,
 ) -> None:
     log.error("batch %s for org %s is a dead letter: %s", batch.batch_id, batch.org_id, reason)
+    DELIVERY_BATCHES.labels(batch.org_id, "dead").inc()
     with services.db.transaction() as session:
         outbox.settle_dead(session, batch.org_id, batch.batch_id, reason)
         deadletters.record_batch(

@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
+from app.metrics import exposition
 from app.services import Services
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,15 @@ health = Blueprint("health", __name__)
 def healthz() -> Response:
     """The process answers: nothing more is checked."""
     return jsonify({"status": "ok"})
+
+
+@health.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format: this machine's processes and the shared state (see app.metrics).
+    Like /healthz it carries no secrets and needs no token; keep it off the public network."""
+    services: Services = current_app.extensions["loke_sync"]
+    body, content_type = exposition(services, current_app.extensions["metrics_state"])
+    return Response(body, content_type=content_type)
 
 
 @health.get("/readyz")

@@ -15,12 +15,13 @@ import json
 import logging
 import uuid
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import inbox
+from app import inbox, logs
 from app.background_kicks import BackgroundKicks
 from app.db import DatabaseUnavailable
+from app.metrics import WEBHOOKS, event_label
 from app.services import Services
 from app.task_names import EVENTS_DRAIN
 from app.web.errors import error
@@ -31,6 +32,17 @@ log = logging.getLogger(__name__)
 receiver = Blueprint("receiver", __name__)
 
 SIGNATURE_PREFIX = "sha256="
+
+
+@receiver.after_request
+def _count(response: Response) -> Response:
+    answer = str(response.status_code)
+    if response.status_code == 202 and response.is_json:
+        answer = str((response.get_json(silent=True) or {}).get("status", answer))
+    WEBHOOKS.labels(event_label(g.get("event_type", "")), answer).inc()
+    if "request_id" in g:
+        response.headers["X-Request-Id"] = g.request_id
+    return response
 
 
 @receiver.post("/webhooks/loke/<org_id>")
@@ -49,15 +61,21 @@ def receive(org_id: str) -> tuple[Response, int]:
         return error(401, "bad_signature", "missing or wrong X-Event-Signature")
 
     problem, event_type = _check_body(org_id, body)
+    g.event_type = event_type
     if problem:
         return error(400, "invalid_body", problem)
 
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    try:
-        stored = inbox.store(services.db, org_id, event_type, body, request_id)
-    except DatabaseUnavailable:
-        log.exception("webhook for org %s: could not store", org_id)
-        return error(503, "unavailable", "cannot store events right now; retry later")
+    g.request_id = request_id
+    with logs.context(org_id=org_id, event_type=event_type, request_id=request_id):
+        try:
+            stored = inbox.store(services.db, org_id, event_type, body, request_id)
+        except DatabaseUnavailable:
+            log.exception("webhook could not be stored")
+            return error(503, "unavailable", "cannot store events right now; retry later")
+        # DEBUG: at full speed a line per webhook would cost more than storing it. The request
+        # id is stored with the event and appears in the apply and delivery lines.
+        log.debug("webhook %s", stored.value)
 
     if stored is inbox.Stored.ACCEPTED:
         kicks: BackgroundKicks = current_app.extensions["background_kicks"]

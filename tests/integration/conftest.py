@@ -45,11 +45,18 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def stack(
-    database_url: str, redis_url: str, loke: FakeLoke, request: pytest.FixtureRequest
+    database_url: str,
+    redis_url: str,
+    loke: FakeLoke,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> Iterator[Stack]:
     """Processes configured like production, with short clocks so faults heal in seconds."""
     port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": redis_url,
         "REDIS_URL": redis_url,

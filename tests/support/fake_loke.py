@@ -108,6 +108,11 @@ class FakeLoke(FakeServer):
             raise LookupError(f"org {org_id} has {len(found)} webhook subscriptions, not 1")
         return str(found[0])
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token handed out so far (tests check none of them is ever logged)."""
+        with self._lock:
+            return list(self._tokens)
+
     def expire_all_tokens(self) -> None:
         """Invalidate every issued token: the next API call with one answers 401."""
         with self._lock:

@@ -125,16 +125,17 @@ class Stack:
         pool: str = "threads",
         concurrency: int = 4,
     ) -> Service:
-        argv = [sys.executable, "-m", "celery", "-A", "workers.worker", "worker", "-Q", queues,
-                "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency), "--loglevel", "INFO",
-                "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+        argv = [sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker", "worker",
+                "-Q", queues, "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency),
+                "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                "--without-heartbeat"]  # fmt: skip
         service = self._start(name, argv)
         _wait_until(lambda: "ready." in service.log_tail(200), service, 60)
         return service
 
     def beat(self) -> Service:
         schedule = self.log_dir / f"beat-{uuid.uuid4().hex[:6]}.schedule"
-        argv = [sys.executable, "-m", "celery", "-A", "workers.worker", "beat",
+        argv = [sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker", "beat",
                 "--schedule", str(schedule), "--loglevel", "INFO"]  # fmt: skip
         service = self._start("beat", argv)
         _wait_until(lambda: "beat: Starting" in service.log_tail(200), service, 60)
