@@ -250,3 +250,48 @@ def dead_letters_replay(letter_id: int) -> None:
         if not deadletters.replay_now(services(), letter_id):
             raise click.ClickException(f"dead letter {letter_id} does not exist")
     click.echo(f"dead letter {letter_id} queued again")
+
+
+@main.group("lists")
+def lists_group() -> None:
+    """Customer list membership."""
+
+
+@lists_group.command("sync")
+@click.argument("org_id")
+def lists_sync(org_id: str) -> None:
+    """Resync the organization's chosen lists now (joins resyncs already running)."""
+    from app import lists
+
+    with _service() as (found, _):
+        started = lists.start_chosen(found, org_id)
+    if not started:
+        raise click.ClickException(f"organization {org_id} is not connected or chose no lists")
+    for run in started:
+        state = "started" if run.started else "already running"
+        click.echo(f"list {run.list_id}: resync {run.run_id} {state}")
+
+
+@main.command("status")
+def status_command() -> None:
+    """One line per organization: subscription, backfill, backlog, lag, dead letters."""
+    from sqlalchemy import select
+
+    from app import orgs as org_service
+    from app.models import Organization
+
+    with _service() as (found, _), found.db.transaction() as session:
+        listed = list(session.scalars(select(Organization).order_by(Organization.id)))
+        if not listed:
+            click.echo("no organizations yet: loke-sync orgs discover, then orgs connect")
+        for org in listed:
+            state = org_service.status(session, org)
+            backfill = state["backfill"] or {}
+            delivery = state["delivery"]
+            click.echo(
+                f"{org.id}: {'connected' if org.connected else 'disconnected'}"
+                f" · subscription {state['subscription']['status']}"
+                f" · backfill {backfill.get('status', 'never')} {backfill.get('customers', 0):,}"
+                f" · backlog {delivery['backlog']:,} · lag {delivery['lagSeconds']:.0f}s"
+                f" · dead letters {delivery['deadLetters']}"
+            )

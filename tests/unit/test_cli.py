@@ -72,9 +72,24 @@ def test_disconnect_removes_the_subscription_at_loke(
     assert not loke.subscriptions
 
 
+def test_status_and_lists_sync_speak_for_the_same_functions_as_the_api(
+    runner: CliRunner, loke: FakeLoke, crm: RecordingCrm
+) -> None:
+    assert "no organizations yet" in runner.invoke(main, ["status"]).output
+    loke.add_org("org-d")
+    loke.set_list("org-d", "L1", "VIPs", [])
+    runner.invoke(main, ["orgs", "connect", "org-d", "--url", crm.url, "--secret", CRM_SECRET])
+    status = runner.invoke(main, ["status"])
+    assert status.exit_code == 0, status.output
+    assert "org-d: connected · subscription ok · backfill running" in status.output
+    refused = runner.invoke(main, ["lists", "sync", "org-d"])
+    assert refused.exit_code != 0
+    assert "chose no lists" in refused.output
+
+
 def test_every_command_has_help_that_says_what_it_does(runner: CliRunner) -> None:
     for command in (["run"], ["db", "upgrade"], ["orgs", "discover"], ["backfill"],
-                    ["dead-letters", "replay"]):  # fmt: skip
+                    ["dead-letters", "replay"], ["lists", "sync"], ["status"]):  # fmt: skip
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0
         assert "Usage:" in result.output
