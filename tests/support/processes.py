@@ -48,12 +48,25 @@ def fresh_postgres_database(prefix: str = "lokesync_test") -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+OWNER_KEY = "loke-sync:test-owner"
+TEST_DATABASES = (11, 13, 14, 15, 10, 9, 8)  # 12 is the benches'; 0 is left to people
+
+
 @contextmanager
-def fresh_redis_database(index: int = 11) -> Iterator[str]:
-    """A Redis logical database emptied before and after use."""
-    url = f"{REDIS_BASE_URL}/{index}"
-    client = redis.Redis.from_url(url)
+def fresh_redis_database(index: int | None = None) -> Iterator[str]:
+    """A Redis logical database of our own, emptied before and after use. Without an index,
+    the first one no other test run holds: a developer's run and CI's can share a machine."""
+    candidates = (index,) if index is not None else TEST_DATABASES
+    for candidate in candidates:
+        url = f"{REDIS_BASE_URL}/{candidate}"
+        client = redis.Redis.from_url(url)
+        if index is not None or client.set(OWNER_KEY, os.getpid(), nx=True, ex=3600):
+            break
+        client.close()
+    else:
+        raise RuntimeError(f"every test Redis database {TEST_DATABASES} is in use")
     client.flushdb()
+    client.set(OWNER_KEY, os.getpid(), ex=3600)  # flushdb took it: hold it while in use
     try:
         yield url
     finally:
