@@ -184,9 +184,7 @@ def _ready_check(service: Service) -> Callable[[], bool]:
     return lambda: " ready." in service.log_path.read_text(errors="replace")
 
 
-_LOG_TIME = re.compile(
-    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): [A-Z]+/MainProcess\] .* ready\."
-)
+_LOG_TIME = re.compile(r'^\{"time": "(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})".*ready\.')
 
 
 def ready_time(service: Service) -> float:

@@ -95,7 +95,8 @@ def mark_selected(session: Session, org_id: str, kind: str, rows: Select[str, st
     columns = ["org_id", "kind", "key", "customer_id", "pending", "seq", "attempts",
                "next_attempt_at", "changed_at", "source_at"]  # fmt: skip
     stmt = dialect_sql.insert(session, OutboxEntry.__table__).from_select(columns, source)
-    result = session.execute(_coalescing(stmt))
+    # SQLAlchemy reports -1 for INSERT ... SELECT unless asked to keep the driver's count.
+    result = session.execute(_coalescing(stmt).execution_options(preserve_rowcount=True))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -95,6 +95,9 @@ def test_a_worker_killed_mid_resync_and_the_rerun_reach_the_same_final_state(
     stack.worker("w2", queues="lists,delivery")
     assert crm.wait_for(lambda c: c.list_members.get(("org-kill", "LK")) == members, timeout=90)
     assert runs_per_list(database_url)[("org-kill", "LK")] == 1  # resumed, not restarted
+    with psycopg.connect(database_url) as db:
+        summary = db.execute("SELECT status, adds, removes FROM list_sync_runs").fetchone()
+    assert summary == ("finished", 1500, 0)
     assert crm.violations() == []
 
 
