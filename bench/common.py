@@ -42,6 +42,7 @@ from tests.support.processes import (
     free_port,
     fresh_postgres_database,
     fresh_redis_database,
+    service_env,
 )
 
 REDIS_DB = 12  # tests use 11
@@ -89,20 +90,7 @@ def bench_stack(name: str) -> Iterator[BenchStack]:
         loke = exits.enter_context(FakeLoke(LOKE_CLIENT_ID, LOKE_CLIENT_SECRET))
         crm = exits.enter_context(RecordingCrm(CRM_SECRET))
         port = free_port()
-        env = {
-            "DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": redis_url,
-            "REDIS_URL": redis_url,
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "SECRET_KEY": SECRET_KEY,
-            "LOKE_API_URL": loke.url,
-            "LOKE_AUTH_URL": loke.url,
-            "LOKE_CLIENT_ID": LOKE_CLIENT_ID,
-            "LOKE_CLIENT_SECRET": LOKE_CLIENT_SECRET,
-            "PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "PORT": str(port),
-        }
-        stack = Stack(env, log_dir)
+        stack = Stack(service_env(database_url, redis_url, loke.url, port), log_dir)
         exits.callback(stack.stop_all)  # runs first: processes go before their database
         yield BenchStack(stack, loke, crm, database_url, redis_url, port, log_dir)
 

@@ -7,31 +7,19 @@ import hmac
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from app import backfill, customers, deadletters, lists, orgs
-from app.loke.client import LokeClient
+from app import backfill, customers, deadletters, lists, loke_client, orgs, services
 from app.loke.errors import LokeError
 from app.models import BackfillRun, Organization
-from app.services import Services
 from app.web.errors import error
 from app.webhook_secrets import WebhookSecrets
 
 admin = Blueprint("admin", __name__, url_prefix="/api")
 
 
-def _services() -> Services:
-    services: Services = current_app.extensions["loke_sync"]
-    return services
-
-
-def _loke() -> LokeClient:
-    client: LokeClient = current_app.extensions["loke_client"]
-    return client
-
-
 @admin.before_request
 def _require_token() -> tuple[Response, int] | None:
     header = request.headers.get("Authorization", "")
-    token = _services().settings.required_admin_token
+    token = services().settings.required_admin_token
     if not header.startswith("Bearer ") or not hmac.compare_digest(
         header[len("Bearer ") :].encode(), token.encode()
     ):
@@ -41,18 +29,18 @@ def _require_token() -> tuple[Response, int] | None:
 
 @admin.get("/orgs")
 def list_orgs() -> Response:
-    with _services().db.transaction() as session:
+    with services().db.transaction() as session:
         found = session.scalars(select(Organization).order_by(Organization.id))
         return jsonify({"orgs": [orgs.status(session, org) for org in found]})
 
 
 @admin.put("/orgs/<org_id>")
 def put_org(org_id: str) -> tuple[Response, int]:
-    services = _services()
-    created = orgs.connect(services, _loke(), org_id, request.get_json(silent=True))
+    found = services()
+    created = orgs.connect(found, loke_client(), org_id, request.get_json(silent=True))
     secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
     secrets.forget(org_id)
-    with services.db.transaction() as session:
+    with found.db.transaction() as session:
         org = session.get(Organization, org_id)
         assert org is not None
         return jsonify(orgs.status(session, org)), 201 if created else 200
@@ -60,7 +48,7 @@ def put_org(org_id: str) -> tuple[Response, int]:
 
 @admin.get("/orgs/<org_id>")
 def get_org(org_id: str) -> tuple[Response, int]:
-    with _services().db.transaction() as session:
+    with services().db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None:
             return error(404, "not_found", f"organization {org_id} is not known")
@@ -71,7 +59,7 @@ def get_org(org_id: str) -> tuple[Response, int]:
 def delete_org(org_id: str) -> tuple[Response, int]:
     purge = request.args.get("purge", "").lower() in {"1", "true", "yes"}
     try:
-        found = orgs.disconnect(_services(), _loke(), org_id, purge)
+        found = orgs.disconnect(services(), loke_client(), org_id, purge)
     except LokeError as exc:
         return error(502, "loke_error", f"disconnected here, but LOKE refused: {exc}")
     finally:
@@ -83,9 +71,9 @@ def delete_org(org_id: str) -> tuple[Response, int]:
 
 @admin.post("/orgs/<org_id>/subscription")
 def reset_subscription(org_id: str) -> tuple[Response, int]:
-    services = _services()
-    ok = orgs.subscribe(services, _loke(), org_id)
-    with services.db.transaction() as session:
+    found = services()
+    ok = orgs.subscribe(found, loke_client(), org_id)
+    with found.db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None or not org.connected:
             return error(404, "not_found", f"organization {org_id} is not connected")
@@ -94,12 +82,12 @@ def reset_subscription(org_id: str) -> tuple[Response, int]:
 
 @admin.post("/orgs/<org_id>/backfill")
 def start_backfill(org_id: str) -> tuple[Response, int]:
-    services = _services()
+    found = services()
     try:
-        started = backfill.start(services, org_id)
+        started = backfill.start(found, org_id)
     except backfill.NotConnected:
         return error(404, "not_found", f"organization {org_id} is not connected")
-    with services.db.transaction() as session:
+    with found.db.transaction() as session:
         run = backfill.progress(session.get(BackfillRun, started.run_id))
     if not started.started:
         return error(409, "backfill_running", f"backfill {started.run_id} is already running")
@@ -111,7 +99,7 @@ def get_lists(org_id: str) -> tuple[Response, int]:
     if not _connected(org_id):
         return error(404, "not_found", f"organization {org_id} is not connected")
     try:
-        found = lists.overview(_services(), _loke(), org_id)
+        found = lists.overview(services(), loke_client(), org_id)
     except LokeError as exc:
         return error(502, "loke_error", str(exc))
     return jsonify({"lists": found}), 200
@@ -121,20 +109,20 @@ def get_lists(org_id: str) -> tuple[Response, int]:
 def sync_lists(org_id: str) -> tuple[Response, int]:
     if not _connected(org_id):
         return error(404, "not_found", f"organization {org_id} is not connected")
-    started = lists.start_chosen(_services(), org_id)
+    started = lists.start_chosen(services(), org_id)
     runs = [{"listId": s.list_id, "runId": s.run_id, "started": s.started} for s in started]
     return jsonify({"runs": runs}), 202
 
 
 def _connected(org_id: str) -> bool:
-    with _services().db.transaction() as session:
+    with services().db.transaction() as session:
         org = session.get(Organization, org_id)
         return org is not None and org.connected
 
 
 @admin.get("/orgs/<org_id>/customers/<customer_id>")
 def get_customer(org_id: str, customer_id: str) -> tuple[Response, int]:
-    with _services().db.transaction() as session:
+    with services().db.transaction() as session:
         found = customers.view(session, org_id, customer_id)
     if found is None:
         return error(404, "not_found", f"customer {customer_id} of {org_id} is not stored")
@@ -145,13 +133,13 @@ def get_customer(org_id: str, customer_id: str) -> tuple[Response, int]:
 def list_dead_letters() -> Response:
     org_id = request.args.get("orgId")
     limit = min(request.args.get("limit", 100, type=int) or 100, 1000)
-    with _services().db.transaction() as session:
+    with services().db.transaction() as session:
         letters = deadletters.listing(session, org_id, limit)
         return jsonify({"deadLetters": [deadletters.as_json(d) for d in letters]})
 
 
 @admin.post("/dead-letters/<int:letter_id>/replay")
 def replay_dead_letter(letter_id: int) -> tuple[Response, int]:
-    if not deadletters.replay_now(_services(), letter_id):
+    if not deadletters.replay_now(services(), letter_id):
         return error(404, "not_found", f"dead letter {letter_id} does not exist")
     return jsonify({"status": "replaying", "id": letter_id}), 202

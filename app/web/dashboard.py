@@ -20,11 +20,9 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from app import backfill, deadletters, lists, orgs
-from app.loke.client import LokeClient
+from app import backfill, deadletters, lists, loke_client, orgs, services
 from app.loke.errors import LokeError
 from app.models import Organization
-from app.services import Services
 from app.web import dashboard_auth as auth
 from app.web import dashboard_format as fmt
 from app.webhook_secrets import WebhookSecrets
@@ -41,16 +39,6 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-def _services() -> Services:
-    services: Services = current_app.extensions["loke_sync"]
-    return services
-
-
-def _loke() -> LokeClient:
-    client: LokeClient = current_app.extensions["loke_client"]
-    return client
 
 
 @dashboard.before_request
@@ -102,7 +90,7 @@ def signout() -> Response:
 # -- pages --------------------------------------------------------------------------------------
 @dashboard.get("/")
 def home() -> str:
-    with _services().db.transaction() as session:
+    with services().db.transaction() as session:
         found = session.scalars(select(Organization).order_by(Organization.id))
         statuses = [orgs.status(session, org) for org in found]
     rows = [(s, fmt.last_list_run(s["listSync"])) for s in statuses]
@@ -112,8 +100,8 @@ def home() -> str:
 
 @dashboard.get("/orgs/<org_id>")
 def org_page(org_id: str) -> str | tuple[str, int]:
-    services = _services()
-    with services.db.transaction() as session:
+    found = services()
+    with found.db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None:
             return _not_found(f"Organization {org_id} is not known.")
@@ -122,7 +110,7 @@ def org_page(org_id: str) -> str | tuple[str, int]:
         dead = [deadletters.as_json(letter) for letter in letters]
     loke_error = None
     try:
-        found_lists = lists.overview(services, _loke(), org_id) if status["connected"] else []
+        found_lists = lists.overview(found, loke_client(), org_id) if status["connected"] else []
     except LokeError as exc:
         loke_error = str(exc)
         found_lists = _known_lists(status)
@@ -132,7 +120,7 @@ def org_page(org_id: str) -> str | tuple[str, int]:
         lists=found_lists,
         loke_error=loke_error,
         dead_letters=dead,
-        default_list_interval=services.settings.list_sync_interval,
+        default_list_interval=found.settings.list_sync_interval,
         refresh=REFRESH_SECONDS if _backfill_running(status) else None,
     )
 
@@ -140,7 +128,7 @@ def org_page(org_id: str) -> str | tuple[str, int]:
 @dashboard.get("/dead-letters")
 def dead_letters_page() -> str:
     org_id = request.args.get("org") or None
-    with _services().db.transaction() as session:
+    with services().db.transaction() as session:
         letters = deadletters.listing(session, org_id, 200)
         dead = [deadletters.as_json(letter) for letter in letters]
     return render_template("dead_letters.html", dead_letters=dead, org_id=org_id)
@@ -170,7 +158,7 @@ def _back_to_org(org_id: str) -> Response:
 
 @dashboard.post("/orgs/<org_id>/subscription")
 def reset_subscription(org_id: str) -> Response:
-    if orgs.subscribe(_services(), _loke(), org_id):
+    if orgs.subscribe(services(), loke_client(), org_id):
         flash("Subscription sent to LOKE again: ok.", "ok")
     elif not _connected(org_id):
         flash(f"Organization {org_id} is not connected.", "error")
@@ -182,7 +170,7 @@ def reset_subscription(org_id: str) -> Response:
 @dashboard.post("/orgs/<org_id>/backfill")
 def start_backfill(org_id: str) -> Response:
     try:
-        started = backfill.start(_services(), org_id)
+        started = backfill.start(services(), org_id)
     except backfill.NotConnected:
         flash(f"Organization {org_id} is not connected.", "error")
         return _back_to_org(org_id)
@@ -198,7 +186,7 @@ def sync_lists(org_id: str) -> Response:
     if not _connected(org_id):
         flash(f"Organization {org_id} is not connected.", "error")
         return _back_to_org(org_id)
-    started = lists.start_chosen(_services(), org_id)
+    started = lists.start_chosen(services(), org_id)
     if not started:
         flash("No lists are chosen for syncing.", "error")
     else:
@@ -210,8 +198,8 @@ def sync_lists(org_id: str) -> Response:
 @dashboard.post("/orgs/<org_id>/lists/<list_id>/choice")
 def choose_list(org_id: str, list_id: str) -> Response:
     """Opt a list in or out: the `lists` field of PUT /api/orgs/<orgId>, through orgs.connect."""
-    services = _services()
-    with services.db.transaction() as session:
+    found = services()
+    with found.db.transaction() as session:
         org = session.get(Organization, org_id)
         chosen = set(org.lists) if org is not None and org.connected else None
     if chosen is None:  # connect() would connect it anew, which a list toggle must never do
@@ -219,7 +207,7 @@ def choose_list(org_id: str, list_id: str) -> Response:
         return _back_to_org(org_id)
     wanted = request.form.get("synced") == "on"
     chosen = chosen | {list_id} if wanted else chosen - {list_id}
-    orgs.connect(services, _loke(), org_id, {"lists": sorted(chosen)})
+    orgs.connect(found, loke_client(), org_id, {"lists": sorted(chosen)})
     secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
     secrets.forget(org_id)
     flash(f"List {list_id} is {'now' if wanted else 'no longer'} synced.", "ok")
@@ -229,7 +217,7 @@ def choose_list(org_id: str, list_id: str) -> Response:
 @dashboard.post("/dead-letters/<int:letter_id>/replay")
 def replay(letter_id: int) -> Response:
     back = auth.local_path(request.form.get("next"), url_for("dashboard.dead_letters_page"))
-    if deadletters.replay_now(_services(), letter_id):
+    if deadletters.replay_now(services(), letter_id):
         flash(f"Dead letter {letter_id} is being replayed.", "ok")
     else:
         flash(f"Dead letter {letter_id} does not exist.", "error")
@@ -237,6 +225,6 @@ def replay(letter_id: int) -> Response:
 
 
 def _connected(org_id: str) -> bool:
-    with _services().db.transaction() as session:
+    with services().db.transaction() as session:
         org = session.get(Organization, org_id)
         return org is not None and org.connected

@@ -10,11 +10,7 @@ import requests
 
 from app.migrate import upgrade
 from tests.conftest import (
-    ADMIN_TOKEN,
     AUTH,
-    LOKE_CLIENT_ID,
-    LOKE_CLIENT_SECRET,
-    SECRET_KEY,
     destination,
 )
 from tests.support.fake_crm import RecordingCrm
@@ -25,6 +21,7 @@ from tests.support.processes import (
     free_port,
     fresh_postgres_database,
     fresh_redis_database,
+    service_env,
 )
 
 pytestmark = pytest.mark.integration
@@ -55,19 +52,8 @@ def stack(
     port = free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    env = {
+    env = service_env(database_url, redis_url, loke.url, port) | {
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": redis_url,
-        "REDIS_URL": redis_url,
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "SECRET_KEY": SECRET_KEY,
-        "LOKE_API_URL": loke.url,
-        "LOKE_AUTH_URL": loke.url,
-        "LOKE_CLIENT_ID": LOKE_CLIENT_ID,
-        "LOKE_CLIENT_SECRET": LOKE_CLIENT_SECRET,
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "PORT": str(port),
         "DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
         "DELIVERY_BACKOFF_MAX_SECONDS": "5",
         "DELIVERY_TIMEOUT_SECONDS": "3",

@@ -74,6 +74,30 @@ def fresh_redis_database(index: int | None = None) -> Iterator[str]:
         client.close()
 
 
+def service_env(database_url: str, redis_url: str, loke_url: str, port: int) -> dict[str, str]:
+    """The environment every process of a test or bench stack gets, as in production."""
+    from tests.conftest import (
+        ADMIN_TOKEN,
+        LOKE_CLIENT_ID,
+        LOKE_CLIENT_SECRET,
+        SECRET_KEY,
+    )
+
+    return {
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": redis_url,
+        "REDIS_URL": redis_url,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "SECRET_KEY": SECRET_KEY,
+        "LOKE_API_URL": loke_url,
+        "LOKE_AUTH_URL": loke_url,
+        "LOKE_CLIENT_ID": LOKE_CLIENT_ID,
+        "LOKE_CLIENT_SECRET": LOKE_CLIENT_SECRET,
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PORT": str(port),
+    }
+
+
 @dataclass
 class Service:
     name: str
