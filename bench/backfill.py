@@ -31,8 +31,6 @@ import requests
 
 from bench.common import (
     CRM_SECRET,
-    LOKE_CLIENT_ID,
-    LOKE_CLIENT_SECRET,
     BenchStack,
     RssSampler,
     WorkerSettings,
@@ -44,6 +42,7 @@ from bench.common import (
     stop_services,
     tree_hwm_kb,
 )
+from tests.conftest import LOKE_CLIENT_ID, LOKE_CLIENT_SECRET
 from tests.support.fake_loke import FakeLoke, make_customer
 from tests.support.processes import _answers, _wait_until, free_port
 

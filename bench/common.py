@@ -31,6 +31,7 @@ import psycopg
 import requests
 
 from app.migrate import upgrade
+from tests.conftest import ADMIN_TOKEN, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET
 from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
 from tests.support.processes import (
@@ -46,10 +47,6 @@ from tests.support.processes import (
 )
 
 REDIS_DB = 12  # tests use 11
-ADMIN_TOKEN = "bench-admin-token"
-SECRET_KEY = "bench-secret-key-for-encryption"
-LOKE_CLIENT_ID = "crm-addon"
-LOKE_CLIENT_SECRET = "crm-addon-secret"
 CRM_SECRET = "bench-crm-secret"
 LOG_ROOT = ROOT / "artifacts" / "bench"
 

@@ -40,10 +40,7 @@ import psycopg
 import requests
 
 from bench.common import (
-    ADMIN_TOKEN,
     CRM_SECRET,
-    LOKE_CLIENT_ID,
-    LOKE_CLIENT_SECRET,
     BenchStack,
     RssSampler,
     WorkerSettings,
@@ -55,6 +52,7 @@ from bench.common import (
     stop_services,
     tree_hwm_kb,
 )
+from tests.conftest import ADMIN_TOKEN, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET
 from tests.support import FakeServer, Request, Response, json_response
 from tests.support.fake_loke import FakeLoke, make_customer
 
