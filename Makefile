@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint unit integration bench-ingest bench-pipeline lock clean
+.PHONY: run test lint unit integration bench-ingest bench-pipeline bench-backfill bench-lists lock clean
 
 $(BIN)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench-ingest: $(BIN)/.installed
 
 bench-pipeline: $(BIN)/.installed
 	$(BIN)/python -m bench.pipeline
+
+bench-backfill: $(BIN)/.installed
+	$(BIN)/python -m bench.backfill
+
+bench-lists: $(BIN)/.installed
+	$(BIN)/python -m bench.lists
 
 ## lock: re-pin every dependency after changing pyproject.toml
 lock: $(BIN)/.installed
