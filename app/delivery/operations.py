@@ -8,31 +8,39 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from app.models import Customer, CustomerList, ListMember, OutboxEntry, Payment
+from app.delivery.outbox import ClaimedEntry
+from app.models import Customer, CustomerList, ListMember, Payment
 
 # Contacts go first so that a CRM sees a customer before the payments and lists that name them.
 KIND_ORDER = {"contact": 0, "payment": 1, "list": 2}
 
 
 def build_operations(
-    session: Session, org_id: str, entries: Sequence[OutboxEntry]
+    session: Session, org_id: str, entries: Sequence[ClaimedEntry]
 ) -> list[dict[str, Any]]:
     keys: dict[str, list[str]] = {kind: [] for kind in KIND_ORDER}
     for entry in entries:
         keys[entry.kind].append(entry.key)
     operations: list[dict[str, Any]] = []
     if keys["contact"]:
-        customers = session.scalars(
-            select(Customer).where(Customer.org_id == org_id, Customer.id.in_(keys["contact"]))
-        )
-        operations.extend(contact_upsert(c) for c in sorted(customers, key=lambda c: c.id))
-    if keys["payment"]:
-        payments = session.scalars(
-            select(Payment).where(Payment.org_id == org_id, Payment.id.in_(keys["payment"]))
+        # Plain rows, not ORM objects: a batch is read once and never written back.
+        customers = session.execute(
+            select(Customer.id, Customer.profile, Customer.statistics)
+            .where(Customer.org_id == org_id, Customer.id.in_(keys["contact"]))
+            .order_by(Customer.id)
         )
         operations.extend(
-            {"type": "payment.upsert", **p.record} for p in sorted(payments, key=lambda p: p.id)
+            {"type": "contact.upsert", "customerId": row.id, "contact": row.profile,
+             "statistics": row.statistics}
+            for row in customers
+        )  # fmt: skip
+    if keys["payment"]:
+        records = session.scalars(
+            select(Payment.record)
+            .where(Payment.org_id == org_id, Payment.id.in_(keys["payment"]))
+            .order_by(Payment.id)
         )
+        operations.extend({"type": "payment.upsert", **record} for record in records)
     if keys["list"]:
         operations.extend(list_operations(session, org_id, keys["list"]))
     return operations
@@ -66,12 +74,3 @@ def list_operations(session: Session, org_id: str, keys: list[str]) -> list[dict
         else {"type": "list.remove", "listId": list_id, "customerId": customer_id}
         for list_id, customer_id in pairs
     ]  # fmt: skip
-
-
-def contact_upsert(customer: Customer) -> dict[str, Any]:
-    return {
-        "type": "contact.upsert",
-        "customerId": customer.id,
-        "contact": customer.profile,
-        "statistics": customer.statistics,
-    }

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from app import deadletters, logs
@@ -178,8 +179,8 @@ def _observe_delivered(outgoing: Outgoing) -> None:
         extra={"request_ids": outgoing.request_ids},
     )
     DELIVERY_BATCHES.labels(org_id, "delivered").inc()
-    for op in outgoing.batch.operations:
-        DELIVERY_OPERATIONS.labels(org_id, op["type"]).inc()
+    for op_type, count in Counter(op["type"] for op in outgoing.batch.operations).items():
+        DELIVERY_OPERATIONS.labels(org_id, op_type).inc(count)
     now = utcnow()
     for source_at, changed_at in outgoing.since:
         DELIVERY_LATENCY.labels("outbox").observe(max((now - changed_at).total_seconds(), 0))
