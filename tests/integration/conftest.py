@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def stack(
         "SWEEP_INTERVAL_SECONDS": "1",
     }
     log_dir = ROOT / "artifacts" / "logs" / request.node.name[:80]
+    shutil.rmtree(log_dir, ignore_errors=True)  # this run's logs only
     started = Stack(env, log_dir)
     yield started
     started.stop_all()

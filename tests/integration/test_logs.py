@@ -63,7 +63,10 @@ def test_logs_are_json_lines_that_trace_a_webhook_and_never_carry_secrets(
     for name, text in lines.items():
         for line in text:
             if line.strip():
-                record = json.loads(line)  # every line is one JSON object
+                try:
+                    record = json.loads(line)  # every line is one JSON object
+                except ValueError:
+                    raise AssertionError(f"{name}: not a JSON line: {line!r}") from None
                 assert {"time", "level", "logger", "message"} <= set(record), (name, line)
                 records.append(record)
     assert {"web", "w1", "beat"} <= {n.split("-")[0] for n in lines}
