@@ -20,7 +20,6 @@ from sqlalchemy import (
     Select,
     and_,
     case,
-    delete,
     func,
     literal,
     null,
@@ -363,8 +362,3 @@ def requeue(session: Session, org_id: str, keys: Sequence[tuple[str, str]]) -> i
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def purge(session: Session, org_id: str) -> None:
-    session.execute(delete(OutboxEntry).where(OutboxEntry.org_id == org_id))
-    session.execute(delete(DeliveryState).where(DeliveryState.org_id == org_id))
