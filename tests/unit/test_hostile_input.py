@@ -1,0 +1,172 @@
+"""Hostile input, generated: webhook bodies, headers and signatures, and admin API bodies.
+
+Whatever arrives, the answer is a clear 4xx or a 202, never a 5xx; whatever was accepted, the
+worker applies or dead-letters it without crashing, and nothing stays stuck in the inbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from app import create_app
+from app.migrate import upgrade
+from app.models import DeadLetter, InboxEvent
+from app.processing import drain_inbox
+from tests.conftest import AUTH, CRM_SECRET, RecordingDispatcher, make_settings, services_of
+from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
+
+ORG = "org-hostile"
+CASES = 10_000
+ADMIN_CASES = 2_000
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                  max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+odd_dates = st.sampled_from(
+    ["2026-13-01T00:00:00Z", "yesterday", "0001-01-01T00:00:00+01:00", "1700000000", "",
+     "2026-01-01", "2026-01-01T25:61:00Z", "9999-12-31T23:59:59-05:00", "2026-06-01 10:00"]
+)  # fmt: skip
+EVENT_TYPES = ["customer.created", "customer.updated", "customer.updated-statistics",
+               "payment.completed", "payment.refunded", "order.created", "x" * 200]  # fmt: skip
+
+
+@st.composite
+def mutated_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A real event shape with some fields replaced by anything at all."""
+    customer = make_customer(draw(st.text(min_size=0, max_size=80)), make_now())
+    body = customer_event("customer.updated", ORG, customer)
+    body["event"] = draw(st.sampled_from(EVENT_TYPES))
+    for field in draw(st.lists(st.sampled_from(sorted(customer)), max_size=4)):
+        customer[field] = draw(json_values | odd_dates | st.text(max_size=3000))
+    if draw(st.booleans()):
+        body["statistics"] = draw(json_values)
+    if draw(st.booleans()):
+        body["payment"] = draw(json_values)
+    return body
+
+
+def make_now() -> dt.datetime:
+    return dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+def nested(depth: int) -> bytes:
+    return (b'{"a":' * depth) + b"1" + (b"}" * depth)
+
+
+bodies = st.one_of(
+    mutated_events().map(lambda b: json.dumps(b).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=300),
+    st.integers(min_value=100, max_value=200_000).map(nested),
+    st.text(max_size=200).map(lambda t: t.encode("utf-16")),
+    st.just(b'{"event": "customer.created", "organization": {"id": "org-hostile"}, "x": "\xff"}'),
+)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, str]]:
+    tmp = tmp_path_factory.mktemp("hostile")
+    with FakeLoke("crm-addon", "crm-addon-secret") as loke:
+        settings_ = make_settings(Path(tmp), loke)
+        upgrade(settings_.sqlalchemy_url)
+        flask_app = create_app(settings_, RecordingDispatcher())
+        loke.add_org(ORG)
+        body = {"destination": {"type": "http", "url": "http://127.0.0.1:9/", "secret": CRM_SECRET}}
+        answer = flask_app.test_client().put(f"/api/orgs/{ORG}", json=body, headers=AUTH)
+        assert answer.status_code == 201
+        yield flask_app, loke.secret_for(ORG)
+        services_of(flask_app).db.dispose()
+
+
+def check_answer(answer: Any) -> None:
+    assert answer.status_code in {202, 400, 401, 404, 413}, (answer.status_code, answer.data)
+    payload = answer.get_json()
+    if answer.status_code == 202:
+        assert payload["status"] in {"accepted", "duplicate", "ignored"}
+    else:
+        assert set(payload["error"]) == {"code", "message"}
+        assert payload["error"]["message"]
+
+
+@settings(max_examples=CASES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=bodies,
+    signing=st.sampled_from(["valid", "valid", "valid", "wrong", "missing", "garbage"]),
+    org=st.sampled_from([ORG, ORG, ORG, "someone-else", "%00", "a" * 300]),
+)
+def test_no_webhook_input_gets_a_5xx_and_every_refusal_says_why(
+    hostile: tuple[Flask, str], body: bytes, signing: str, org: str
+) -> None:
+    app, secret = hostile
+    client: FlaskClient = app.test_client()
+    headers = {"Content-Type": "application/json"}
+    if signing == "valid":
+        headers["X-Event-Signature"] = sign(body, secret)
+    elif signing == "wrong":
+        headers["X-Event-Signature"] = sign(body, secret + "!")
+    elif signing == "garbage":
+        headers["X-Event-Signature"] = "sha256=" + "zz" * 40
+    check_answer(client.post(f"/webhooks/loke/{org}", data=body, headers=headers))
+
+
+@settings(max_examples=ADMIN_CASES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "destination": json_values | st.fixed_dictionaries(
+                    {"type": st.sampled_from(["http", "hubspot", 7])},
+                    optional={"url": json_values | st.text(max_size=50),
+                              "batchSize": json_values, "maxRequestsPerSecond": json_values,
+                              "secret": json_values | st.text(max_size=600)},
+                ),
+                "lists": json_values | st.lists(st.text(max_size=70), max_size=5),
+                "listSyncIntervalSeconds": json_values,
+                "name": json_values,
+            },
+        ),
+    )
+)  # fmt: skip
+def test_no_admin_body_gets_a_5xx(hostile: tuple[Flask, str], body: Any) -> None:
+    app, _ = hostile
+    answer = app.test_client().put(f"/api/orgs/{ORG}", json=body, headers=AUTH)
+    assert answer.status_code in {200, 400}, (answer.status_code, answer.data)
+    if answer.status_code == 400:
+        assert answer.get_json()["error"]["message"]
+
+
+def test_afterwards_the_worker_applies_or_dead_letters_everything(
+    hostile: tuple[Flask, str],
+) -> None:
+    app, _ = hostile
+    services = services_of(app)
+    for _ in range(1000):
+        result = drain_inbox(services)
+        if not result.more:
+            break
+    with services.db.transaction() as session:
+        by_status = dict(
+            session.execute(
+                select(InboxEvent.status, func.count()).group_by(InboxEvent.status)
+            ).all()
+        )
+        letters = session.scalar(select(func.count()).select_from(DeadLetter))
+    assert by_status.get("pending", 0) == 0, by_status  # nothing poisoned or stuck
+    assert by_status.get("failed", 0) == letters  # every refusal has a dead letter saying why
+    assert sum(by_status.values()) > 100
