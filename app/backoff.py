@@ -19,7 +19,8 @@ def backoff_seconds(
     coming back almost at once; never sooner than the destination asked.
     """
     step = min(cap, base * 2**attempt)
-    delay: float = step / 2 + random.uniform(0, step / 2)
+    # Jitter, not a secret: `random` is the right tool here.
+    delay: float = step / 2 + random.uniform(0, step / 2)  # nosec B311
     if retry_after is not None:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP_SECONDS))
     return delay

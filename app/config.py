@@ -89,12 +89,14 @@ class Settings(BaseSettings):
 
     @property
     def required_admin_token(self) -> str:
-        assert self.admin_token is not None  # guaranteed by load_settings()
+        if not self.admin_token:  # load_settings() refuses to start without it
+            raise ConfigError("missing required setting ADMIN_TOKEN")
         return self.admin_token
 
     @property
     def required_secret_key(self) -> str:
-        assert self.secret_key is not None  # guaranteed by load_settings()
+        if not self.secret_key:  # load_settings() refuses to start without it
+            raise ConfigError("missing required setting SECRET_KEY")
         return self.secret_key
 
 

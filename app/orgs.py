@@ -97,7 +97,8 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
         # The reconciliation watermark starts now: the backfill covers everything before.
         with services.db.transaction() as session:
             org = session.get(Organization, org_id, with_for_update=True)
-            assert org is not None
+            if org is None:  # purged by a concurrent DELETE: nothing left to subscribe
+                return first_connect
             org.reconciled_until, org.reconciled_at = now, now
         subscribe(services, loke, org_id)
         backfill.start(services, org_id)

@@ -42,7 +42,8 @@ def put_org(org_id: str) -> tuple[Response, int]:
     secrets.forget(org_id)
     with found.db.transaction() as session:
         org = session.get(Organization, org_id)
-        assert org is not None
+        if org is None:  # purged by a concurrent DELETE
+            return error(404, "not_found", f"organization {org_id} was deleted meanwhile")
         return jsonify(orgs.status(session, org)), 201 if created else 200
 
 

@@ -25,7 +25,8 @@ def _token_mark(token: str) -> str:
     """Ties a session to the ADMIN_TOKEN it was opened with: rotating the token signs everyone
     out. Keyed with the session key, so the readable cookie says nothing about the token."""
     key = current_app.secret_key
-    assert isinstance(key, bytes)
+    if not isinstance(key, bytes):
+        raise RuntimeError("the app's session key is not set")
     return hmac.new(key, b"admin token:" + token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
