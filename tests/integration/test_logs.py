@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import requests
@@ -58,6 +59,12 @@ def test_logs_are_json_lines_that_trace_a_webhook_and_never_carry_secrets(
         lambda c: c.contacts[(ORG, "CUST000003")]["contact"]["updatedAt"].startswith("2027"),
         timeout=30,
     )
+    # The worker writes its "delivered" line after the CRM has answered: give it a moment.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if any(traced in line and "delivered batch" in line for line in log_lines(stack)["w1"]):
+            break
+        time.sleep(0.2)
     lines = log_lines(stack)
     records = []
     for name, text in lines.items():

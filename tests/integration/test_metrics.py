@@ -3,6 +3,8 @@ workers (whose metrics reach the web process through the multiprocess directory)
 
 from __future__ import annotations
 
+import time
+
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,7 +49,19 @@ def test_metrics_parse_and_move_when_events_flow_through_real_workers(
     assert crm.wait_for(
         lambda c: not mismatches(stream.truth, ORG, c.contacts, c.payments), timeout=60
     )
+    # Delivery is counted once the CRM has answered: poll briefly rather than race it.
+    deadline = time.monotonic() + 15
     after = scrape(stack)
+    while (
+        time.monotonic() < deadline
+        and total(
+            after, "loke_sync_delivery_operations_total", destination=ORG, type="contact.upsert"
+        )
+        - total(before, "loke_sync_delivery_operations_total", destination=ORG)
+        < 20
+    ):
+        time.sleep(0.3)
+        after = scrape(stack)
 
     def moved(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)
