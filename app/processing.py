@@ -36,7 +36,6 @@ class DrainResult:
     applied: int = 0
     ignored: int = 0
     failed: int = 0
-    orgs_changed: set[str] = field(default_factory=set)
     more: bool = False
 
 
@@ -143,7 +142,6 @@ def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) ->
     result.applied += len(applied)
     EVENTS.labels("applied").inc(len(applied))
     _observe(applied, source_times)
-    result.orgs_changed |= changed_orgs
     return changed_orgs
 
 

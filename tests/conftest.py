@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from app import create_app
 from app.config import Settings, load_settings
@@ -96,6 +97,16 @@ def app(settings: Settings, dispatcher: RecordingDispatcher) -> Iterator[Flask]:
     flask_app = create_app(settings, dispatcher)
     yield flask_app
     services_of(flask_app).db.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def services(app: Flask) -> Services:
+    return services_of(app)
 
 
 def services_of(flask_app: Flask) -> Services:

@@ -51,16 +51,6 @@ EVENTS = [
 ]
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def services(app: Flask) -> Services:
-    return services_of(app)
-
-
 def call(client: FlaskClient, method: str, url: str) -> Any:
     """An admin call with the token (typed loosely, so that `.json[...]` reads plainly)."""
     return client.open(url, method=method, headers=AUTH)

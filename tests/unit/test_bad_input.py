@@ -10,14 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.models import Customer, DeadLetter, InboxEvent
 from app.processing import drain_inbox
 from app.services import Services
-from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
+from tests.conftest import AUTH, RecordingDispatcher, destination
 from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import (
     FakeLoke,
@@ -32,16 +31,6 @@ from tests.support.fake_loke import (
 ORG = "org-bad-input"
 NOW = dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.UTC)
 Body = dict[str, Any]
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def services(app: Flask) -> Services:
-    return services_of(app)
 
 
 @pytest.fixture

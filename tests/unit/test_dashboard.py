@@ -45,16 +45,6 @@ PUBLIC_BLUEPRINTS = {"health", "receiver"}
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def services(app: Flask) -> Services:
-    return services_of(app)
-
-
-@pytest.fixture
 def connected(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm) -> str:
     """Connects ORG through the admin API; returns the webhook secret LOKE was given."""
     loke.add_org(ORG, "Cafe Dash")

@@ -40,16 +40,6 @@ NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=10)
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def services(app: Flask) -> Services:
-    return services_of(app)
-
-
 def connect(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm, **overrides: Any) -> None:
     loke.add_org(ORG)
     body = {"destination": destination(crm, **overrides)}

@@ -21,11 +21,6 @@ NOW = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
 def secret(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm) -> str:
     loke.add_org(ORG)
     answer = client.put(f"/api/orgs/{ORG}", json={"destination": destination(crm)}, headers=AUTH)
