@@ -170,9 +170,12 @@ def apply_customers(session: Session, org_id: str, changes: Iterable[CustomerCha
         }
         for c in rows
     ]
-    # One statement, many parameter sets: compiled once and sent in batches by the driver,
-    # instead of a thousand-row VALUES list compiled anew for every page.
-    changed = list(session.execute(_customer_upsert(dialect_sql.name(session)), params).scalars())
+    dialect = dialect_sql.name(session)
+    changed = list(
+        session.execute(_customer_upsert(dialect), dialect_sql.bulk_params(dialect, params))
+        .scalars()
+        .all()
+    )
     if changed:
         by_id = {c.customer_id: c for c in rows}
         outbox.mark_changed(
@@ -186,10 +189,16 @@ def apply_customers(session: Session, org_id: str, changes: Iterable[CustomerCha
     return changed
 
 
+_CUSTOMER_COLUMNS = ("org_id", "id", "profile", "profile_version", "statistics", "stats_activity",
+                     "stats_counter", "stats_digest", "first_seen_at", "changed_at")  # fmt: skip
+_PAYMENT_COLUMNS = ("org_id", "id", "customer_id", "status", "rank", "version", "digest", "record",
+                    "changed_at")  # fmt: skip
+
+
 @cache
 def _customer_upsert(dialect: str) -> Any:
     table = Customer.__table__
-    stmt = dialect_sql.insert_for(dialect, table)
+    stmt = dialect_sql.bulk_insert_for(dialect, table, _CUSTOMER_COLUMNS)
     new, old = stmt.excluded, table.c
     profile_newer = new.profile_version > old.profile_version
     stats_newer = tuple_(new.stats_activity, new.stats_counter, new.stats_digest) > tuple_(
@@ -217,7 +226,7 @@ def _customer_upsert(dialect: str) -> Any:
 @cache
 def _payment_upsert(dialect: str) -> Any:
     table = PaymentRow.__table__
-    stmt = dialect_sql.insert_for(dialect, table)
+    stmt = dialect_sql.bulk_insert_for(dialect, table, _PAYMENT_COLUMNS)
     new, old = stmt.excluded, table.c
     return stmt.on_conflict_do_update(
         index_elements=[old.org_id, old.id],
@@ -287,7 +296,8 @@ def apply_payments(session: Session, org_id: str, changes: Sequence[PaymentChang
         }
         for p in (newest[k] for k in sorted(newest))
     ]
-    result = session.execute(_payment_upsert(dialect_sql.name(session)), params)
+    dialect = dialect_sql.name(session)
+    result = session.execute(_payment_upsert(dialect), dialect_sql.bulk_params(dialect, params))
     changed = [(row.id, row.customer_id) for row in result]
     # Guests' payments are kept for the record but have no contact to attach to in the CRM.
     delivered = [(pid, cid) for pid, cid in changed if cid is not None]

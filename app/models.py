@@ -188,6 +188,15 @@ class OutboxEntry(Base):
             sqlite_where=text("pending"),
         ),
         Index("ix_outbox_org_id_customer_id", "org_id", "customer_id"),
+        # Only the batches in flight: settling one, and keeping a customer's changes out of
+        # a second batch, must not scan every entity the organization ever had.
+        Index(
+            "ix_outbox_leased",
+            "org_id",
+            "lease_batch",
+            postgresql_where=text("lease_batch IS NOT NULL"),
+            sqlite_where=text("lease_batch IS NOT NULL"),
+        ),
     )
 
     org_id: Mapped[str] = mapped_column(String(64), primary_key=True)

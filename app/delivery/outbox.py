@@ -66,12 +66,17 @@ def mark_changed(session: Session, org_id: str, changes: Sequence[Change]) -> No
         for _, c in sorted(unique.items())  # one lock order for every writer
     ]
     if params:
-        session.execute(_outbox_upsert(dialect_sql.name(session)), params)
+        dialect = dialect_sql.name(session)
+        session.execute(_outbox_upsert(dialect), dialect_sql.bulk_params(dialect, params))
+
+
+_OUTBOX_COLUMNS = ("org_id", "kind", "key", "customer_id", "pending", "seq", "attempts",
+                   "next_attempt_at", "changed_at", "source_at", "request_id")  # fmt: skip
 
 
 @cache
 def _outbox_upsert(dialect: str) -> Any:
-    return _coalescing(dialect_sql.insert_for(dialect, OutboxEntry.__table__))
+    return _coalescing(dialect_sql.bulk_insert_for(dialect, OutboxEntry.__table__, _OUTBOX_COLUMNS))
 
 
 def mark_selected(session: Session, org_id: str, kind: str, rows: Select[str, str]) -> int:
@@ -212,7 +217,11 @@ def claim_batch(
 
     in_flight = (
         select(OutboxEntry.customer_id)
-        .where(OutboxEntry.org_id == org_id, OutboxEntry.lease_until > now)
+        .where(
+            OutboxEntry.org_id == org_id,
+            OutboxEntry.lease_batch.is_not(None),  # the partial index of leased rows
+            OutboxEntry.lease_until > now,
+        )
         .scalar_subquery()
     )
     batch = (
