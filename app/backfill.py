@@ -94,9 +94,18 @@ def _running(session: Session, org_id: str) -> BackfillRun | None:
     ).first()
 
 
-def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
-    """Fetch the run's next page, apply it, checkpoint, and send the task for the page after."""
-    fetched = paged_runs.fetch(services, loke, BackfillRun, run_id, BACKFILL_PAGE)
+def run_page(
+    services: Services,
+    loke: LokeClient,
+    run_id: int,
+    url: str | None = None,
+    previous_url: str | None = None,
+) -> None:
+    """Fetch the run's next page (or `url`, sent ahead), send the task for the page after,
+    apply this one and checkpoint."""
+    fetched = paged_runs.fetch(
+        services, loke, BackfillRun, run_id, BACKFILL_PAGE, url=url, previous_url=previous_url
+    )
     if fetched is None:
         return
     changes, invalid = parse_customers(fetched.page.items)
@@ -104,18 +113,17 @@ def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
         run = paged_runs.lock_at(session, BackfillRun, run_id, fetched.url)
         if run is None:
             return
+        paged_runs.send_next(services, BACKFILL_PAGE, run_id, fetched)
         changed = mirror.apply_customers(session, fetched.org_id, changes)
         run.customers += len(changes)
         run.invalid += invalid
-        last = paged_runs.advance(run, fetched)
+        paged_runs.advance(run, fetched)
         pages = run.pages
     PAGES.labels("backfill").inc()
     if pages & (pages - 1) == 0:  # pages 1, 2, 4, 8 ...: while the tables double in size
         services.db.refresh_statistics("customers", "outbox")
     if changed:
         services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
-    if not last:
-        services.dispatcher.send(BACKFILL_PAGE, (run_id,))
 
 
 def parse_customers(items: list[dict[str, Any]]) -> tuple[list[mirror.CustomerChange], int]:

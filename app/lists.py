@@ -115,11 +115,29 @@ def due_orgs(services: Services) -> list[str]:
         ]
 
 
-def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
-    """Stage one page of members; after the last, apply the difference."""
-    _remember_name_on_first_page(services, loke, run_id)
+STATISTICS_AFTER_CHANGES = 1000
+
+
+def run_page(
+    services: Services,
+    loke: LokeClient,
+    run_id: int,
+    url: str | None = None,
+    previous_url: str | None = None,
+) -> None:
+    """Stage one page of members (the checkpoint's, or `url`, sent ahead); after the last,
+    apply the difference."""
+    if url is None:
+        _remember_name_on_first_page(services, loke, run_id)
     fetched = paged_runs.fetch(
-        services, loke, ListSyncRun, run_id, LISTS_PAGE, not_found_status="gone"
+        services,
+        loke,
+        ListSyncRun,
+        run_id,
+        LISTS_PAGE,
+        not_found_status="gone",
+        url=url,
+        previous_url=previous_url,
     )
     if fetched is None:
         return
@@ -133,6 +151,7 @@ def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
             run.status, run.finished_at = "cancelled", utcnow()  # no longer chosen
             _clear_staging(session, run_id)
             return
+        paged_runs.send_next(services, LISTS_PAGE, run_id, fetched)
         _stage(session, run_id, members)
         # A member not yet in the mirror gets a contact built from the member record, marked
         # now, so it reaches the CRM before the list.add marked at the end of the run.
@@ -146,10 +165,11 @@ def run_page(services: Services, loke: LokeClient, run_id: int) -> None:
             _apply_difference(session, run)
             run.finished_at = run.updated_at = utcnow()  # the diff is part of the run
     PAGES.labels("list").inc()
+    if run.status == "finished" and run.adds + run.removes >= STATISTICS_AFTER_CHANGES:
+        # Delivery looks members up by the thousand: plan it for the membership as it is now.
+        services.db.refresh_statistics("list_members")
     if created or run.status == "finished":
         services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
-    if run.status == "running":
-        services.dispatcher.send(LISTS_PAGE, (run_id,))
 
 
 def _remember_name_on_first_page(services: Services, loke: LokeClient, run_id: int) -> None:
@@ -183,12 +203,16 @@ def _members(items: list[dict[str, Any]]) -> list[CustomerTiny]:
 def _stage(session: Session, run_id: int, members: list[CustomerTiny]) -> None:
     if members:
         rows = [{"run_id": run_id, "customer_id": m.id} for m in members]
-        session.execute(_staging_insert(dialect_sql.name(session)), rows)
+        dialect = dialect_sql.name(session)
+        session.execute(_staging_insert(dialect), dialect_sql.bulk_params(dialect, rows))
 
 
 @cache
 def _staging_insert(dialect: str) -> Any:
-    return dialect_sql.insert_for(dialect, ListStaging.__table__).on_conflict_do_nothing()
+    columns = ("run_id", "customer_id")
+    return dialect_sql.bulk_insert_for(
+        dialect, ListStaging.__table__, columns
+    ).on_conflict_do_nothing()
 
 
 def _unknown(session: Session, org_id: str, members: list[CustomerTiny]) -> list[CustomerTiny]:
@@ -196,7 +220,8 @@ def _unknown(session: Session, org_id: str, members: list[CustomerTiny]) -> list
     known = set(
         session.scalars(
             select(Customer.id).where(
-                Customer.org_id == org_id, Customer.id.in_([m.id for m in members])
+                Customer.org_id == org_id,
+                dialect_sql.is_any_of(session, Customer.id, [m.id for m in members]),
             )
         )
     )
@@ -211,7 +236,6 @@ def _apply_difference(session: Session, run: ListSyncRun) -> None:
         # autovacuum notices: without fresh statistics the planner compares every staged
         # member with every stored one (seconds become hours at 200k).
         session.execute(text("ANALYZE list_staging, list_members"))
-    staged = select(ListStaging.customer_id).where(ListStaging.run_id == run.id)
     stored = and_(ListMember.org_id == org_id, ListMember.list_id == list_id)
     is_stored = exists().where(stored, ListMember.customer_id == ListStaging.customer_id)
     is_staged = exists().where(
@@ -235,14 +259,18 @@ def _apply_difference(session: Session, run: ListSyncRun) -> None:
             stored, ~is_staged
         ),
     )
-    session.execute(delete(ListMember).where(stored, ListMember.customer_id.not_in(staged)))
+    # NOT EXISTS, not NOT IN: an anti-join, where NOT IN over a list larger than work_mem is
+    # a nested loop of every stored member against every staged one.
+    session.execute(delete(ListMember).where(stored, ~is_staged))
     session.execute(
         dialect_sql.insert(session, ListMember.__table__)
         .from_select(
             ["org_id", "list_id", "customer_id"],
-            select(literal(org_id), literal(list_id), ListStaging.customer_id).where(
-                ListStaging.run_id == run.id, ~is_stored
-            ),
+            select(literal(org_id), literal(list_id), ListStaging.customer_id)
+            .where(ListStaging.run_id == run.id, ~is_stored)
+            # The sort reads every new member before the first insert: otherwise a first
+            # sync (planned against an empty membership) rescans the rows it is inserting.
+            .order_by(ListStaging.customer_id),
         )
         .on_conflict_do_nothing()
     )

@@ -40,16 +40,21 @@ def fetch(
     run_id: int,
     task_name: str,
     not_found_status: str = "failed",
+    url: str | None = None,
+    previous_url: str | None = None,
 ) -> Fetched | None:
-    """The page at the run's checkpoint, or None when the run is not running or the fetch
-    failed (then the failure is recorded and a retry scheduled, or the run stopped)."""
+    """The page at the run's checkpoint (or at `url`, sent ahead by the task of the page
+    before: see `send_next`), or None when the run is not running or the fetch failed (then
+    the failure is recorded and a retry scheduled, or the run stopped)."""
     with services.db.transaction() as session:
         run = session.get(model, run_id)
         if run is None or run.status != "running" or not run.next_url:
             return None
-        url, previous, org_id = run.next_url, run.previous_url, run.org_id
+        org_id = run.org_id
+        if url is None:
+            url, previous_url = run.next_url, run.previous_url
     logs.set_context(org_id=org_id)  # for the rest of this task
-    paginator = loke.paginator(url, seen=(previous,) if previous else ())
+    paginator = loke.paginator(url, seen=(previous_url,) if previous_url else ())
     try:
         return Fetched(org_id, url, loke.get_page(paginator))
     except LokeError as exc:
@@ -58,11 +63,24 @@ def fetch(
 
 
 def lock_at(session: Session, model: type[Run], run_id: int, url: str) -> Run | None:
-    """The run, locked, if it is still running at `url` (else a duplicate task got there first)."""
+    """The run, locked, if it is still running at `url` (else a duplicate task got there first,
+    or the page before this one was not applied after all). Waits for the task of the page
+    before to commit, if it still holds the lock."""
     run = session.get(model, run_id, with_for_update=True)
     if run is None or run.status != "running" or run.next_url != url:
         return None
     return run
+
+
+def send_next(services: Services, task_name: str, run_id: int, fetched: Fetched) -> None:
+    """Send the task of the next page now, with its URL, so that it fetches that page while
+    this one is applied: a run goes at the pace of the slower of LOKE and us, not of both in
+    turn. Call it holding the run's lock (from `lock_at`): the next task applies its page only
+    once it finds the checkpoint at its URL, after this transaction commits; if this one rolls
+    back instead, the next finds the checkpoint short of its URL and leaves the page to the
+    retry of this one."""
+    if fetched.page.next_url is not None:
+        services.dispatcher.send(task_name, (run_id, fetched.page.next_url, fetched.url))
 
 
 def advance(run: PagedRun, fetched: Fetched) -> bool:

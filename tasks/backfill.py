@@ -16,8 +16,8 @@ from app.task_names import (
 
 
 @shared_task(name=BACKFILL_PAGE)
-def page(run_id: int) -> None:
-    backfill.run_page(services(), loke_client(), run_id)
+def page(run_id: int, url: str | None = None, previous_url: str | None = None) -> None:
+    backfill.run_page(services(), loke_client(), run_id, url, previous_url)
 
 
 @shared_task(name=BACKFILL_SWEEP)

@@ -10,8 +10,8 @@ from app.task_names import LISTS_DUE, LISTS_PAGE, LISTS_SWEEP
 
 
 @shared_task(name=LISTS_PAGE)
-def page(run_id: int) -> None:
-    lists.run_page(services(), loke_client(), run_id)
+def page(run_id: int, url: str | None = None, previous_url: str | None = None) -> None:
+    lists.run_page(services(), loke_client(), run_id, url, previous_url)
 
 
 @shared_task(name=LISTS_SWEEP)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import dialect_sql
 from app.delivery.outbox import ClaimedEntry
 from app.models import Customer, CustomerList, ListMember, Payment
 
@@ -26,7 +27,10 @@ def build_operations(
         # Plain rows, not ORM objects: a batch is read once and never written back.
         customers = session.execute(
             select(Customer.id, Customer.profile, Customer.statistics)
-            .where(Customer.org_id == org_id, Customer.id.in_(keys["contact"]))
+            .where(
+                Customer.org_id == org_id,
+                dialect_sql.is_any_of(session, Customer.id, keys["contact"]),
+            )
             .order_by(Customer.id)
         )
         operations.extend(
@@ -37,7 +41,10 @@ def build_operations(
     if keys["payment"]:
         records = session.scalars(
             select(Payment.record)
-            .where(Payment.org_id == org_id, Payment.id.in_(keys["payment"]))
+            .where(
+                Payment.org_id == org_id,
+                dialect_sql.is_any_of(session, Payment.id, keys["payment"]),
+            )
             .order_by(Payment.id)
         )
         operations.extend({"type": "payment.upsert", **record} for record in records)
@@ -49,13 +56,20 @@ def build_operations(
 def list_operations(session: Session, org_id: str, keys: list[str]) -> list[dict[str, Any]]:
     """list.add for a member as stored now, list.remove for one no longer stored."""
     pairs = sorted(tuple(key.split(":", 1)) for key in keys)
-    list_ids = {list_id for list_id, _ in pairs}
+    by_list: dict[str, list[str]] = {}
+    for list_id, customer_id in pairs:
+        by_list.setdefault(list_id, []).append(customer_id)
+    list_ids = set(by_list)
+    # One query per list (a batch rarely spans more than one): an index probe per member,
+    # where a (list, customer) IN list of pairs is planned as a scan of the organization.
     present = {
         (row.list_id, row.customer_id)
+        for list_id, customer_ids in by_list.items()
         for row in session.execute(
             select(ListMember.list_id, ListMember.customer_id).where(
                 ListMember.org_id == org_id,
-                tuple_(ListMember.list_id, ListMember.customer_id).in_(pairs),
+                ListMember.list_id == list_id,
+                dialect_sql.is_any_of(session, ListMember.customer_id, customer_ids),
             )
         )
     }

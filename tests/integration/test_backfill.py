@@ -69,6 +69,9 @@ def test_backfill_of_thousands_survives_429_500_timeouts_and_an_expired_token(
     loke.fail_next(1, status=429, retry_after="1")
     loke.fail_next(2, status=500)
     loke.delay_next(1, 4.0)  # longer than the client's read timeout
+    # Then every request is slow (within the timeout): the token below expires mid-run, not
+    # after a run that pages sent ahead have already finished.
+    loke.delay_next(12, 0.6)
     stack.worker("w1", queues="backfill,delivery")
     stack.worker("w2", queues="events,delivery,backfill")
     stack.beat()

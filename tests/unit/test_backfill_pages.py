@@ -1,0 +1,100 @@
+"""Backfill page tasks sent ahead: each task sends the next page's task (with its URL) before it
+applies its own page, and a page is applied only once the checkpoint has reached it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app import backfill, loke_client
+from app.models import BackfillRun, Customer
+from app.services import Services
+from app.task_names import BACKFILL_PAGE
+from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
+from tests.support.fake_crm import RecordingCrm
+from tests.support.fake_loke import FakeLoke, make_customer
+
+ORG = "org-pages"
+NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+IDS = [f"P{n:03d}" for n in range(9)]
+
+
+@pytest.fixture
+def client(app: Flask, loke: FakeLoke, crm: RecordingCrm) -> FlaskClient:
+    loke.page_size = 3
+    loke.set_customers(ORG, [make_customer(cid, NOW) for cid in IDS])
+    client = app.test_client()
+    body = {"destination": destination(crm)}
+    assert client.put(f"/api/orgs/{ORG}", json=body, headers=AUTH).status_code == 201
+    return client
+
+
+def page_tasks(dispatcher: RecordingDispatcher) -> list[tuple[Any, ...]]:
+    return [args for name, args, _, _ in dispatcher.sent if name == BACKFILL_PAGE]
+
+
+def the_run(services: Services) -> BackfillRun:
+    with services.db.transaction() as session:
+        run = session.scalars(select(BackfillRun)).one()
+        session.expunge(run)
+        return run
+
+
+def stored(services: Services) -> int:
+    with services.db.transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(Customer)) or 0)
+
+
+def test_each_page_task_sends_the_next_with_its_url_and_the_run_finishes(
+    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher
+) -> None:
+    services = services_of(app)
+    [(run_id,)] = page_tasks(dispatcher)  # from the connect: no URL, read the checkpoint
+    with app.app_context():
+        for _ in range(3):
+            backfill.run_page(services, loke_client(), *page_tasks(dispatcher)[-1])
+    tasks = page_tasks(dispatcher)
+    assert len(tasks) == 3  # the last page sends nothing
+    assert [len(args) for args in tasks] == [1, 3, 3]
+    assert tasks[2][2] == tasks[1][1]  # each names the page before it, for loop detection
+    run = the_run(services)
+    assert (run.status, run.pages, run.customers, run.next_url) == ("finished", 3, 9, None)
+    assert stored(services) == 9
+    assert run_id == run.id
+
+
+def test_a_page_sent_ahead_waits_for_the_page_before_it(
+    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher
+) -> None:
+    services = services_of(app)
+    with app.app_context():
+        backfill.run_page(services, loke_client(), *page_tasks(dispatcher)[0])
+        second = page_tasks(dispatcher)[-1]
+        backfill.run_page(services, loke_client(), *second)
+        third = page_tasks(dispatcher)[-1]
+        checkpoint = the_run(services).next_url
+        assert checkpoint == third[1]
+
+        # The task of page 2 runs again (a redelivery after its worker died): the checkpoint
+        # has moved past its URL, so nothing is applied twice and nothing more is sent.
+        sent = len(dispatcher.sent)
+        backfill.run_page(services, loke_client(), *second)
+        assert len(dispatcher.sent) == sent
+        run = the_run(services)
+        assert (run.pages, run.customers, run.next_url) == (2, 6, checkpoint)
+
+        # A task sent ahead whose page before was never applied (that transaction rolled back):
+        # its page is not applied out of order; the retry of the page before will resend it.
+        with services.db.transaction() as session:
+            found = session.get(BackfillRun, run.id)
+            assert found is not None
+            found.next_url, found.pages, found.customers = second[1], 1, 3
+        backfill.run_page(services, loke_client(), *third)
+        run = the_run(services)
+        assert (run.status, run.pages, run.customers, run.next_url) == ("running", 1, 3, second[1])
+        assert len(dispatcher.sent) == sent
