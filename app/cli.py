@@ -9,13 +9,13 @@ import signal
 import subprocess  # nosec B404
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 import click
 
-from app.config import load_settings
+from app.config import Settings, load_settings
 from app.loke.client import LokeClient
 from app.services import Services
 
@@ -37,6 +37,14 @@ def run(port: int, web_workers: int) -> None:
     server: good for trying it out, limited to a few hundred events a second.
     """
     settings = load_settings()
+    sys.exit(supervise(start_service(settings, port, web_workers)))
+
+
+def start_service(
+    settings: Settings, port: int, web_workers: int, output: IO[bytes] | None = None
+) -> dict[str, subprocess.Popen[bytes]]:
+    """Migrate, then start web, worker and beat as children of this process (their output to
+    `output`, else to this terminal)."""
     _upgrade(settings.sqlalchemy_url)
     python = sys.executable
     pool = ["-P", "threads", "-c", "4"] if settings.embedded else []
@@ -59,11 +67,17 @@ def run(port: int, web_workers: int) -> None:
         click.echo(f"admin token: {settings.admin_token}")
     click.echo(f"webhooks: http://localhost:{port}/webhooks/loke/<orgId>")
     # Our own fixed command lines, nothing from outside.
-    processes = {name: subprocess.Popen(argv) for name, argv in commands.items()}  # nosec
-    _supervise(processes)
+    return {
+        name: subprocess.Popen(argv, stdout=output, stderr=output)  # nosec
+        for name, argv in commands.items()
+    }
 
 
-def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+def supervise(
+    processes: dict[str, subprocess.Popen[bytes]], give_up: Callable[[], bool] = lambda: False
+) -> int:
+    """Wait for SIGINT/SIGTERM, a child exiting or `give_up()`; then stop every child.
+    Returns the exit code: 0 when stopped by a signal."""
     stopping = False
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -73,7 +87,7 @@ def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        while not stopping:
+        while not stopping and not give_up():
             exited = [name for name, p in processes.items() if p.poll() is not None]
             if exited:
                 click.echo(f"{', '.join(exited)} exited; stopping the others", err=True)
@@ -89,8 +103,9 @@ def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> None:
                 process.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
     code = max((p.returncode or 0 for p in processes.values()), default=0)
-    sys.exit(0 if stopping else code or 1)
+    return 0 if stopping else code or 1
 
 
 def _upgrade(url: str) -> None:
@@ -297,3 +312,85 @@ def status_command() -> None:
                 f" · backlog {delivery['backlog']:,} · lag {delivery['lagSeconds']:.0f}s"
                 f" · dead letters {delivery['deadLetters']}"
             )
+
+
+def _activity_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The simulated organization's options, shared by `sandbox` and `demo`."""
+    options = [
+        click.option("--seed", default=1, show_default=True, help="same seed, same organization"),
+        click.option("--customers", default=2000, show_default=True, type=click.IntRange(1)),
+        click.option("--rate", default=5.0, show_default=True, type=click.FloatRange(0),
+                     help="webhook events a second once subscribed (0: none)"),
+        click.option("--max-events", default=0, show_default=True, type=click.IntRange(0),
+                     help="stop firing after this many events (0: never)"),
+        click.option("--busy-seconds", default=20.0, show_default=True, type=click.FloatRange(0),
+                     help="events come in waves: this long busy ..."),
+        click.option("--quiet-seconds", default=10.0, show_default=True, type=click.FloatRange(0),
+                     help="... then this long quiet (0: a steady stream)"),
+        click.option("--list-churn-seconds", default=45.0, show_default=True,
+                     type=click.FloatRange(0), help="how often list membership changes (0: never)"),
+        click.option("--duplicates", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+                     help="share of webhooks delivered twice"),
+        click.option("--out-of-order", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+                     help="share of webhooks held back so later ones overtake them"),
+        click.option("--retry-base-seconds", default=10.0, show_default=True,
+                     type=click.FloatRange(0.01), help="LOKE's first retry delay (then x2)"),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _activity(values: dict[str, Any]) -> Any:
+    from app.sandbox.standalone import Activity
+
+    return Activity(**values)
+
+
+@main.command("sandbox")
+@click.option("--port", default=8001, show_default=True)
+@click.option("--org", "org_id", default="org-sandbox", show_default=True)
+@click.option("--org-name", default="Sandbox Bistro", show_default=True)
+@click.option("--client-id", default="sandbox-addon", show_default=True)
+@click.option("--client-secret", default="sandbox-secret", show_default=True)
+@click.option("--list", "lists", multiple=True, default=["VIP guests=100", "Newsletter=500"],
+              show_default=True, help="NAME=SIZE, repeatable")  # fmt: skip
+@_activity_options
+def sandbox_command(
+    port: int,
+    org_id: str,
+    org_name: str,
+    client_id: str,
+    client_secret: str,
+    lists: tuple[str, ...],
+    **activity: Any,
+) -> None:
+    """A simulated LOKE on a local port: API, tokens, paging, and signed webhooks."""
+    from app.sandbox.standalone import serve
+
+    sizes = []
+    for spec in lists:
+        name, _, size = spec.rpartition("=")
+        if not name or not size.isdigit():
+            raise click.BadParameter(f"{spec!r} is not NAME=SIZE", param_hint="--list")
+        sizes.append((name, int(size)))
+    serve(_activity(activity), port, client_id, client_secret, org_id, org_name, sizes, click.echo)
+
+
+@main.command("demo")
+@click.option("--port", default=8000, show_default=True, help="the service's web port")
+@click.option("--sandbox-port", default=8001, show_default=True)
+@click.option("--crm-port", default=8002, show_default=True)
+@click.option("--var-dir", default="var/demo", show_default=True, type=click.Path(),
+              help="embedded data of the demo, wiped at every start")  # fmt: skip
+@click.option("--web-workers", default=2, show_default=True)
+@_activity_options
+def demo_command(
+    port: int, sandbox_port: int, crm_port: int, var_dir: str, web_workers: int, **activity: Any
+) -> None:
+    """Sandbox LOKE + web, worker, beat + a demo CRM, connected: watch it sync (no servers)."""
+    from pathlib import Path
+
+    from app.demo.runner import Ports, run_demo
+
+    run_demo(_activity(activity), Ports(port, sandbox_port, crm_port), Path(var_dir), web_workers)

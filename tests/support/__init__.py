@@ -1,194 +1,25 @@
 """Real-HTTP fakes of LOKE and of the CRM.
 
 The service is tested over real sockets (its HTTP clients, timeouts and retries are part of what is
-under test), so the fakes are stdlib servers on an ephemeral 127.0.0.1 port, not mocks. This module
-holds the plumbing both fakes share; the fakes themselves live in `fake_loke` and `fake_crm`.
+under test), so the fakes are stdlib servers on an ephemeral 127.0.0.1 port, not mocks. The
+plumbing they share is the product's own (`app.sandbox.httpserver`, which also serves the LOKE
+sandbox and the demo CRM); the fakes themselves live in `fake_loke` and `fake_crm`.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import traceback
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from app.sandbox.httpserver import LocalServer, Request, Response, json_response
+from app.sandbox.payloads import OLDEST, iso, isoify, parse_ts
 
-OLDEST = datetime.min.replace(tzinfo=UTC)
+FakeServer = LocalServer  # the name every test and bench knows
 
-
-def parse_ts(value: object) -> datetime:
-    """ISO 8601 (`Z` or offset) to an aware datetime; None/junk is OLDEST so it never wins."""
-    if not isinstance(value, str) or not value:
-        return OLDEST
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return OLDEST
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def iso(moment: datetime) -> str:
-    """LOKE's timestamp shape: UTC, milliseconds, `Z` (naive datetimes are taken as UTC)."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def isoify(value: dict[str, Any]) -> dict[str, Any]:
-    """A copy with every datetime inside (nested too) turned into `iso()` strings."""
-
-    def convert(item: Any) -> Any:
-        if isinstance(item, datetime):
-            return iso(item)
-        if isinstance(item, dict):
-            return {k: convert(v) for k, v in item.items()}
-        if isinstance(item, list):
-            return [convert(v) for v in item]
-        return item
-
-    return {k: convert(v) for k, v in value.items()}
-
-
-@dataclass(frozen=True)
-class Request:
-    """What a fake needs from one HTTP request; header names are lower-cased."""
-
-    method: str
-    target: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        """Case-insensitive header lookup."""
-        return self.headers.get(name.lower())
-
-    def param(self, name: str) -> str | None:
-        """Last value of a query parameter, as most servers read it."""
-        values = self.query.get(name)
-        return values[-1] if values else None
-
-    def json(self) -> Any:
-        """The body parsed as JSON (raises ValueError when it is not)."""
-        return json.loads(self.body)
-
-
-@dataclass
-class Response:
-    """What a fake answers; Content-Length is added by the server."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    """A JSON answer, compact like a real API."""
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return Response(status, body, {"Content-Type": "application/json", **(headers or {})})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler stuck in a fake delay must not block stop()
-    request_queue_size = 128  # bursts from many workers must not be refused by a tiny backlog
-
-    def __init__(self, fake: FakeServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def _serve(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        split = urlsplit(self.path)
-        request = Request(
-            method=self.command,
-            target=self.path,
-            path=split.path,
-            query=parse_qs(split.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-        )
-        fake = self.server.fake
-        try:
-            response = fake.handle(request)
-        except Exception:
-            fake.server_errors.append(traceback.format_exc())
-            response = json_response(500, {"message": "fake crashed", "code": "fake_error"})
-        try:
-            self.send_response(response.status)
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            if response.status != 204:
-                self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if response.status != 204:
-                self.wfile.write(response.body)
-        except ConnectionError:
-            pass  # the client gave up (its timeout): that is its business, not a fake failure
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request stderr noise; fakes keep their own request logs."""
-
-
-class FakeServer:
-    """Serves `handle()` over real HTTP on 127.0.0.1:<ephemeral> from a daemon thread."""
-
-    def __init__(self) -> None:
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.server_errors: list[str] = []  # tracebacks from handle(): a bug in the fake itself
-
-    def handle(self, request: Request) -> Response:
-        """Answer one request; runs on a server thread, so subclasses lock their state."""
-        raise NotImplementedError
-
-    def start(self) -> Self:
-        """Bind and serve; idempotent. A stopped fake restarts on a new port."""
-        if self._httpd is None:
-            self._httpd = _Server(self)
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"{type(self).__name__}-server",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop accepting and close the socket; in-flight handlers finish on daemon threads."""
-        httpd, thread = self._httpd, self._thread
-        self._httpd = self._thread = None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        """Base URL without a trailing slash, e.g. `http://127.0.0.1:54321`."""
-        if self._httpd is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+__all__ = [
+    "OLDEST",
+    "FakeServer",
+    "Request",
+    "Response",
+    "iso",
+    "isoify",
+    "json_response",
+    "parse_ts",
+]
