@@ -106,10 +106,12 @@ def test_concurrent_triggers_and_two_beats_run_one_resync(
 ) -> None:
     stack.env["LIST_DISPATCH_SECONDS"] = "1"
     stack.web(int(stack.env["PORT"]))
-    loke.page_size = 50
+    loke.page_size = 25
     members = seed_list(loke, "org-busy", "LB", 400)
     connect(stack, loke, crm, "org-busy", lists=["LB"])
-    loke.delay_next(20, 0.2)
+    # A resync of about five seconds (16 slow pages): every trigger below lands while it runs,
+    # even on a loaded machine.
+    loke.delay_next(40, 0.3)
     stack.worker("w1", queues="lists,delivery")
     stack.beat()
     stack.beat()  # started by mistake: waits for the first one's lock
