@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -126,8 +126,17 @@ def run_page(
         services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
 
 
+_CUSTOMER_PAGE = TypeAdapter(list[CustomerRecord])
+
+
 def parse_customers(items: list[dict[str, Any]]) -> tuple[list[mirror.CustomerChange], int]:
     """Valid customers as changes, and how many records could not be read (logged by id)."""
+    try:
+        records = _CUSTOMER_PAGE.validate_python(items)  # one call for the page: the usual case
+    except ValidationError:
+        pass  # some record is unreadable: find it, keep the rest
+    else:
+        return [mirror.change_from_record(record) for record in records], 0
     changes: list[mirror.CustomerChange] = []
     invalid = 0
     for item in items:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import and_, delete, exists, func, literal, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -188,7 +188,14 @@ def _remember_name_on_first_page(services: Services, loke: LokeClient, run_id: i
             remember_names(session, org_id, [found])
 
 
+_MEMBER_PAGE = TypeAdapter(list[CustomerTiny])
+
+
 def _members(items: list[dict[str, Any]]) -> list[CustomerTiny]:
+    try:
+        return _MEMBER_PAGE.validate_python(items)  # one call for the page: the usual case
+    except ValidationError:
+        pass  # some member is unreadable: find it, keep the rest
     members = []
     for item in items:
         try:

@@ -98,3 +98,20 @@ def test_a_page_sent_ahead_waits_for_the_page_before_it(
         run = the_run(services)
         assert (run.status, run.pages, run.customers, run.next_url) == ("running", 1, 3, second[1])
         assert len(dispatcher.sent) == sent
+
+
+def test_an_unreadable_record_is_counted_and_the_rest_of_its_page_applied(
+    app: Flask, loke: FakeLoke, crm: RecordingCrm, dispatcher: RecordingDispatcher
+) -> None:
+    broken = make_customer("P999", NOW)
+    del broken["updatedAt"]  # cannot be ordered against webhooks: refused
+    loke.set_customers(ORG, [*(make_customer(cid, NOW) for cid in IDS[:5]), broken])
+    client = app.test_client()
+    body = {"destination": destination(crm)}
+    assert client.put(f"/api/orgs/{ORG}", json=body, headers=AUTH).status_code == 201
+    services = services_of(app)
+    with app.app_context():
+        backfill.run_page(services, loke_client(), *page_tasks(dispatcher)[0])
+    run = the_run(services)
+    assert (run.status, run.customers, run.invalid) == ("finished", 5, 1)
+    assert stored(services) == 5
