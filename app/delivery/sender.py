@@ -182,10 +182,14 @@ def _observe_delivered(outgoing: Outgoing) -> None:
     for op_type, count in Counter(op["type"] for op in outgoing.batch.operations).items():
         DELIVERY_OPERATIONS.labels(org_id, op_type).inc(count)
     now = utcnow()
+    since_outbox, since_payload = (
+        DELIVERY_LATENCY.labels("outbox"),
+        DELIVERY_LATENCY.labels("payload"),
+    )
     for source_at, changed_at in outgoing.since:
-        DELIVERY_LATENCY.labels("outbox").observe(max((now - changed_at).total_seconds(), 0))
+        since_outbox.observe(max((now - changed_at).total_seconds(), 0))
         if source_at is not None:
-            DELIVERY_LATENCY.labels("payload").observe(max((now - source_at).total_seconds(), 0))
+            since_payload.observe(max((now - source_at).total_seconds(), 0))
 
 
 def _dead(
