@@ -118,10 +118,8 @@ def run_page(
         run.customers += len(changes)
         run.invalid += invalid
         paged_runs.advance(run, fetched)
-        pages = run.pages
     PAGES.labels("backfill").inc()
-    if pages & (pages - 1) == 0:  # pages 1, 2, 4, 8 ...: while the tables double in size
-        services.db.refresh_statistics("customers", "outbox")
+    services.db.refresh_statistics("customers", "outbox", only_if_stale=True)
     if changed:
         services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
 

@@ -115,9 +115,6 @@ def due_orgs(services: Services) -> list[str]:
         ]
 
 
-STATISTICS_AFTER_CHANGES = 1000
-
-
 def run_page(
     services: Services,
     loke: LokeClient,
@@ -165,9 +162,9 @@ def run_page(
             _apply_difference(session, run)
             run.finished_at = run.updated_at = utcnow()  # the diff is part of the run
     PAGES.labels("list").inc()
-    if run.status == "finished" and run.adds + run.removes >= STATISTICS_AFTER_CHANGES:
-        # Delivery looks members up by the thousand: plan it for the membership as it is now.
-        services.db.refresh_statistics("list_members")
+    # Members are looked up in the mirror page by page, and delivery looks them up in the
+    # membership by the thousand: plan both for the tables as they are now.
+    services.db.refresh_statistics("customers", "outbox", "list_members", only_if_stale=True)
     if created or run.status == "finished":
         services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
 
