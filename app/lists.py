@@ -167,6 +167,24 @@ def run_page(
     services.db.refresh_statistics("customers", "outbox", "list_members", only_if_stale=True)
     if created or run.status == "finished":
         services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
+    if run.status == "finished":
+        # Not in the diff's transaction, which it would only make longer; if this worker dies
+        # first, the sweeper's `clear_stale_staging` does it.
+        with services.db.transaction() as session:
+            _clear_staging(session, run_id)
+
+
+def clear_stale_staging(services: Services) -> int:
+    """Staging rows of runs that are no longer running (finished, failed, gone, cancelled):
+    a new resync always stages afresh. Returns how many were deleted."""
+    with services.db.transaction() as session:
+        not_running = select(ListSyncRun.id).where(ListSyncRun.status != "running")
+        result = session.execute(
+            delete(ListStaging)
+            .where(ListStaging.run_id.in_(not_running))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _remember_name_on_first_page(services: Services, loke: LokeClient, run_id: int) -> None:
@@ -278,7 +296,6 @@ def _apply_difference(session: Session, run: ListSyncRun) -> None:
         )
         .on_conflict_do_nothing()
     )
-    _clear_staging(session, run.id)
     log.info("list %s of %s: %d added, %d removed", list_id, org_id, run.adds, run.removes)
 
 

@@ -19,6 +19,7 @@ def sweep() -> None:
     found = services()
     for run_id in paged_runs.stalled(found, ListSyncRun):
         found.dispatcher.send(LISTS_PAGE, (run_id,))
+    lists.clear_stale_staging(found)
 
 
 @shared_task(name=LISTS_DUE)

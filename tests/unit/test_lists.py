@@ -205,3 +205,21 @@ def test_a_list_removed_from_the_choice_stops_its_running_sync(
     with app.app_context():
         lists.run_page(services, loke_client(), run.run_id)
     assert run_of(services, run.run_id).status == "cancelled"
+
+
+def test_staging_of_a_run_that_stopped_half_way_is_cleared_by_the_sweeper(
+    app: Flask, client: FlaskClient, loke: FakeLoke
+) -> None:
+    services = services_of(app)
+    loke.page_size = 2
+    [first, _] = lists.start_chosen(services, ORG)
+    with app.app_context():
+        lists.run_page(services, loke_client(), first.run_id)  # one page staged
+    assert lists.clear_stale_staging(services) == 0  # still running: its staging is kept
+    with services.db.transaction() as session:
+        run = session.get(ListSyncRun, first.run_id)
+        assert run is not None
+        run.status = "failed"  # e.g. LOKE kept answering 500 for the next page
+    assert lists.clear_stale_staging(services) == 2
+    with services.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(ListStaging)) == 0
