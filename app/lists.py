@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import and_, delete, exists, func, literal, select, text
+from sqlalchemy import Select, and_, delete, exists, func, literal, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -251,9 +251,10 @@ def _unknown(session: Session, org_id: str, members: list[CustomerTiny]) -> list
 
 
 def _apply_difference(session: Session, run: ListSyncRun) -> None:
-    """In SQL, whatever the list's size: mark adds and removes, then swap the membership."""
+    """In SQL, whatever the list's size: swap the membership and mark adds and removes."""
     org_id, list_id = run.org_id, run.list_id
-    if dialect_sql.name(session) == "postgresql":
+    postgres = dialect_sql.name(session) == "postgresql"
+    if postgres:
         # The staging table goes from empty to a whole list within minutes, faster than
         # autovacuum notices: without fresh statistics the planner compares every staged
         # member with every stored one (seconds become hours at 200k).
@@ -263,28 +264,10 @@ def _apply_difference(session: Session, run: ListSyncRun) -> None:
     is_staged = exists().where(
         ListStaging.run_id == run.id, ListStaging.customer_id == ListMember.customer_id
     )
-    key = literal(f"{list_id}:") + ListStaging.customer_id
-    run.adds = outbox.mark_selected(
-        session,
-        org_id,
-        "list",
-        select(key.label("key"), ListStaging.customer_id.label("customer_id")).where(
-            ListStaging.run_id == run.id, ~is_stored
-        ),
-    )
-    gone_key = literal(f"{list_id}:") + ListMember.customer_id
-    run.removes = outbox.mark_selected(
-        session,
-        org_id,
-        "list",
-        select(gone_key.label("key"), ListMember.customer_id.label("customer_id")).where(
-            stored, ~is_staged
-        ),
-    )
     # NOT EXISTS, not NOT IN: an anti-join, where NOT IN over a list larger than work_mem is
     # a nested loop of every stored member against every staged one.
-    session.execute(delete(ListMember).where(stored, ~is_staged))
-    session.execute(
+    remove = delete(ListMember).where(stored, ~is_staged)
+    add = (
         dialect_sql.insert(session, ListMember.__table__)
         .from_select(
             ["org_id", "list_id", "customer_id"],
@@ -296,7 +279,29 @@ def _apply_difference(session: Session, run: ListSyncRun) -> None:
         )
         .on_conflict_do_nothing()
     )
+    if postgres:
+        # One statement, one anti-join, each way: the members that changed come back from
+        # the DELETE and the INSERT and go straight into the outbox.
+        removed = remove.returning(ListMember.customer_id).cte("removed")
+        added = add.returning(ListMember.customer_id).cte("added")
+        run.removes = outbox.mark_selected(session, org_id, "list", _keyed(list_id, removed.c))
+        run.adds = outbox.mark_selected(session, org_id, "list", _keyed(list_id, added.c))
+    else:  # SQLite has no DELETE or INSERT inside WITH: find the changes, then make them
+        new = select(ListStaging.customer_id).where(ListStaging.run_id == run.id, ~is_stored)
+        gone = select(ListMember.customer_id).where(stored, ~is_staged)
+        run.adds = outbox.mark_selected(session, org_id, "list", _keyed(list_id, new.subquery().c))
+        run.removes = outbox.mark_selected(
+            session, org_id, "list", _keyed(list_id, gone.subquery().c)
+        )
+        session.execute(remove)
+        session.execute(add)
     log.info("list %s of %s: %d added, %d removed", list_id, org_id, run.adds, run.removes)
+
+
+def _keyed(list_id: str, members: Any) -> Select[str, str]:
+    """The outbox rows (key, customer_id) of these members of the list."""
+    key = literal(f"{list_id}:") + members.customer_id
+    return select(key.label("key"), members.customer_id.label("customer_id"))
 
 
 def _clear_staging(session: Session, run_id: int) -> None:
