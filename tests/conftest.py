@@ -16,6 +16,7 @@ from app.migrate import upgrade
 from app.services import Services
 from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke
+from tests.support.processes import fresh_postgres_database
 
 ADMIN_TOKEN = "test-admin-token"
 SECRET_KEY = "test-secret-key-for-encryption"
@@ -84,6 +85,21 @@ def crm() -> Iterator[RecordingCrm]:
 @pytest.fixture
 def settings(tmp_path: Path, loke: FakeLoke) -> Settings:
     return make_settings(tmp_path, loke)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings_on_each_store(
+    request: pytest.FixtureRequest, tmp_path: Path, loke: FakeLoke
+) -> Iterator[Settings]:
+    """The embedded SQLite store, then a fresh PostgreSQL database: for modules whose SQL is
+    written per dialect (bulk upserts, array lookups, the list diff)."""
+    if request.param == "sqlite":
+        yield make_settings(tmp_path, loke)
+        return
+    with fresh_postgres_database() as url:
+        yield make_settings(
+            tmp_path, loke, database_url=url.replace("postgresql://", "postgresql+psycopg://", 1)
+        )
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app import backfill, loke_client
+from app.config import Settings
 from app.models import BackfillRun, Customer
 from app.services import Services
 from app.task_names import BACKFILL_PAGE
@@ -22,6 +23,11 @@ from tests.support.fake_loke import FakeLoke, make_customer
 ORG = "org-pages"
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 IDS = [f"P{n:03d}" for n in range(9)]
+
+
+@pytest.fixture
+def settings(settings_on_each_store: Settings) -> Settings:
+    return settings_on_each_store  # the SQL differs per dialect: run on both
 
 
 @pytest.fixture

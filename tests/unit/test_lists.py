@@ -1,4 +1,5 @@
-"""List resyncs, driven page by page on SQLite against the fake LOKE, delivered to the CRM."""
+"""List resyncs, driven page by page against the fake LOKE (on SQLite and on PostgreSQL), delivered
+to the CRM."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app import lists, loke_client
+from app.config import Settings
 from app.delivery.sender import flush_org
 from app.models import ListMember, ListStaging, ListSyncRun
 from app.services import Services
@@ -21,6 +23,11 @@ from tests.support.fake_loke import FakeLoke, make_customer
 ORG = "org-lists"
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 IDS = [f"M{n:03d}" for n in range(10)]
+
+
+@pytest.fixture
+def settings(settings_on_each_store: Settings) -> Settings:
+    return settings_on_each_store  # the SQL differs per dialect: run on both
 
 
 @pytest.fixture
