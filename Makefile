@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint unit integration bench-ingest bench-pipeline bench-backfill bench-lists lock clean
+.PHONY: run demo test lint unit integration bench-ingest bench-pipeline bench-backfill bench-lists lock clean
 
 $(BIN)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(BIN)/.installed: pyproject.toml requirements/constraints.txt
 ## run: web + worker + beat on embedded defaults (or on DATABASE_URL / CELERY_BROKER_URL)
 run: $(BIN)/.installed
 	$(BIN)/loke-sync run
+
+## demo: a simulated LOKE, the service and a demo CRM, connected (embedded defaults, no servers)
+demo: $(BIN)/.installed
+	$(BIN)/loke-sync demo
 
 ## test: lint, type-check, then every test (needs PostgreSQL and Redis on 127.0.0.1)
 test: lint
