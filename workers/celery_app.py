@@ -90,7 +90,8 @@ def celery_init_app(app: Flask, settings: Settings) -> CeleryDispatcher:
     if settings.shared_redis_url:
         # Beat keeps its state and a lock in Redis: a second beat started by mistake waits
         # for the lock instead of doubling every schedule, and no local file forks state.
-        celery.conf.beat_scheduler = "redbeat.RedBeatScheduler"
+        # (redbeat's scheduler, made to outlive a restarted or flushed Redis.)
+        celery.conf.beat_scheduler = "workers.beat_scheduler:ResilientRedBeatScheduler"
         celery.conf.redbeat_redis_url = settings.shared_redis_url
         celery.conf.redbeat_key_prefix = "loke-sync:redbeat:"
         # A standby beat takes over within a minute of the active one dying.
