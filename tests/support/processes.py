@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,16 +35,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def fresh_postgres_database(prefix: str = "lokesync_test") -> Iterator[str]:
-    """A new, empty database on the machine's PostgreSQL; dropped afterwards."""
+def fresh_postgres_database(
+    prefix: str = "lokesync_test", admin_url: str = PG_ADMIN_URL
+) -> Iterator[str]:
+    """A new, empty database on the machine's PostgreSQL (or the server of `admin_url`);
+    dropped afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    base = admin_url.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -72,6 +75,18 @@ def fresh_redis_database(index: int | None = None) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+# Clocks short enough that faults heal in seconds; production defaults are in the README.
+SHORT_CLOCKS = {
+    "DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
+    "DELIVERY_BACKOFF_MAX_SECONDS": "5",
+    "DELIVERY_TIMEOUT_SECONDS": "3",
+    "DELIVERY_LEASE_SECONDS": "8",
+    "INBOX_SWEEP_AFTER_SECONDS": "2",
+    "OUTBOX_SWEEP_AFTER_SECONDS": "2",
+    "SWEEP_INTERVAL_SECONDS": "1",
+}
 
 
 def service_env(database_url: str, redis_url: str, loke_url: str, port: int) -> dict[str, str]:
@@ -103,10 +118,28 @@ class Service:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str] = field(default_factory=list)
+    log_offset: int = 0  # where this run's output starts in the (appended) log file
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def output(self) -> str:
+        """Everything this run of the process wrote (a restarted one appends to the same log)."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+
+    def child_pids(self) -> list[int]:
+        """Direct children (gunicorn's workers, a prefork pool); empty when there are none."""
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            with suppress(OSError):
+                pids.extend(int(pid) for pid in task.read_text().split())
+        return pids
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the worker and any pool children."""
@@ -135,6 +168,7 @@ class Stack:
     def _start(self, name: str, argv: list[str]) -> Service:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 argv,
@@ -144,7 +178,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so kill() reaches children
             )
-        service = Service(name, process, log_path)
+        service = Service(name, process, log_path, argv, offset)
         self.services.append(service)
         return service
 
@@ -162,21 +196,49 @@ class Stack:
         pool: str = "threads",
         concurrency: int = 4,
     ) -> Service:
-        argv = [sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker", "worker",
-                "-Q", queues, "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency),
-                "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                "--without-heartbeat"]  # fmt: skip
-        service = self._start(name, argv)
-        _wait_until(lambda: "ready." in service.log_tail(200), service, 60)
-        return service
+        return self.workers([name], queues, pool, concurrency)[0]
+
+    def workers(
+        self,
+        names: Sequence[str],
+        queues: str = "events,delivery",
+        pool: str = "threads",
+        concurrency: int = 4,
+    ) -> list[Service]:
+        """Start one Celery worker instance per name at once, then wait until all are ready."""
+        started = []
+        for name in names:
+            argv = [sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker", "worker",
+                    "-Q", queues, "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency),
+                    "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                    "--without-heartbeat"]  # fmt: skip
+            started.append(self._start(name, argv))
+        for service in started:
+            _wait_until(_says("ready.", service), service, 60)
+        return started
 
     def beat(self) -> Service:
         schedule = self.log_dir / f"beat-{uuid.uuid4().hex[:6]}.schedule"
         argv = [sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker", "beat",
                 "--schedule", str(schedule), "--loglevel", "INFO"]  # fmt: skip
         service = self._start("beat", argv)
-        _wait_until(lambda: "beat: Starting" in service.log_tail(200), service, 60)
+        _wait_until(_says("beat: Starting", service), service, 60)
         return service
+
+    def restart(self, service: Service) -> Service:
+        """SIGKILL `service` if it still runs, then start the same command again and wait until
+        it is ready; the new process replaces the old one in `services`."""
+        service.kill()
+        self.services.remove(service)
+        fresh = self._start(service.name, service.argv)
+        if service.name.startswith("web-"):
+            port = service.argv[service.argv.index("--bind") + 1]
+            _wait_until(lambda: _answers(f"http://{port}/healthz"), fresh, 30)
+        elif "beat" in service.argv:
+            _wait_until(_says("beat: Starting", fresh), fresh, 60)
+        else:
+            _wait_until(_says("ready.", fresh), fresh, 60)
+        return fresh
 
     def stop_all(self) -> None:
         for service in reversed(self.services):
@@ -189,6 +251,10 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def _says(text: str, service: Service) -> Callable[[], bool]:
+    return lambda: text in service.output()
 
 
 def _wait_until(ready: object, service: Service, timeout: float) -> None:

@@ -1,0 +1,185 @@
+"""One fault scenario from start to figures: processes up, organization connected, a signed
+stream sent LOKE-style (plus a backfill and a list resync where asked), the fault injected by
+the test's own function while the stream flows, then the wait until the CRM holds the truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from tests.conftest import AUTH, destination
+from tests.faults.report import Expected, FaultReport, compare
+from tests.faults.sender import Delivery, LokeSender
+from tests.support.fake_crm import RecordingCrm
+from tests.support.fake_loke import FakeLoke, make_customer
+from tests.support.private_services import PrivatePostgres, PrivateRedis
+from tests.support.processes import Service, Stack
+from tests.support.streams import Truth, make_stream, mismatches
+
+ALL_QUEUES = "events,delivery,backfill,lists"
+# ~10.2 events per customer (created, 4 updates, 3 statistics, 1 payment, 30% refunds, 10%
+# duplicates): 980 customers make the issue's ~10,000 events.
+CUSTOMERS = 980
+DRAIN_TIMEOUT = 150
+LIST_ID = "L-faults"
+BACKFILL_T0 = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
+
+
+@dataclass
+class FaultEnv:
+    """What a scenario runs on: its processes, fakes, database and the private servers."""
+
+    stack: Stack
+    loke: FakeLoke
+    crm: RecordingCrm
+    database_url: str
+    redis: PrivateRedis
+    postgres: PrivatePostgres
+
+    @property
+    def port(self) -> int:
+        return int(self.stack.env["PORT"])
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Run:
+    """A scenario in progress, handed to the fault function."""
+
+    env: FaultEnv
+    org: str
+    sender: LokeSender
+    expected: Expected
+    web: Service
+    workers: list[Service]
+    beat: Service
+    recovered_at: float = 0.0  # time.monotonic() when the fault was healed
+    beat_output_at_heal: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def healed(self) -> None:
+        self.recovered_at = time.monotonic()
+        self.beat_output_at_heal = len(self.beat.output())
+
+    def beat_scheduled_since_healed(self) -> bool:
+        return "Sending due task" in self.beat.output()[self.beat_output_at_heal :]
+
+
+def run_scenario(
+    env: FaultEnv,
+    scenario: str,
+    fault: str,
+    inject: Callable[[Run], None],
+    backfill_customers: int = 0,
+    list_members: int = 0,
+) -> tuple[FaultReport, Run]:
+    """Run everything, call `inject(run)` once the stream is flowing, wait for the CRM and
+    return the figures (also written to artifacts/faults/<scenario>.json)."""
+    org = f"org-{scenario.replace('_', '-')}"
+    web = env.stack.web(env.port)
+    workers = env.stack.workers(["w1", "w2"], queues=ALL_QUEUES)
+    beat = env.stack.beat()
+    expected = _seed_loke(env.loke, org, backfill_customers, list_members)
+    secret = _connect(env, org, lists=[LIST_ID] if list_members else [])
+    stream = make_stream(org, customers=CUSTOMERS)
+    expected.truth.statistics.update(stream.truth.statistics)
+    expected.truth.contacts.update(stream.truth.contacts)
+    expected.truth.payments.update(stream.truth.payments)
+    sender = LokeSender(env.port, org, stream.events, secret)
+    run = Run(env, org, sender, expected, web, workers, beat)
+    began = time.monotonic()
+    sender.start()
+    inject(run)
+    if not run.recovered_at:
+        run.healed()
+    delivery = sender.wait()
+    done = env.crm.wait_for(
+        lambda c: _settled(expected, org, c), timeout=DRAIN_TIMEOUT, interval=0.25
+    )
+    matched_at = time.monotonic()
+    counts = compare(expected, org, env.crm)
+    report = FaultReport(
+        scenario=scenario,
+        fault=fault,
+        sent=delivery.sent,
+        accepted=delivery.accepted,
+        expected=expected.items(),
+        resent_batches=len(env.crm.duplicate_batch_ids),
+        drain_seconds=round(max(0.0, matched_at - max(run.recovered_at, delivery.finished_at)), 1)
+        if done
+        else float("nan"),
+        total_seconds=round(matched_at - began, 1),
+        notes={**run.notes, **_answers(delivery)},
+        **counts,
+    )
+    report.write()
+    return report, run
+
+
+def assert_clean(report: FaultReport, run: Run) -> None:
+    """The guarantees every scenario must keep, with the processes' logs when one is broken."""
+    env = run.env
+    wrong = mismatches(run.expected.truth, run.org, env.crm.contacts, env.crm.payments)
+    logs = "\n".join(f"--- {s.name}\n{s.log_tail(15)}" for s in env.stack.services)
+    assert report.accepted == report.sent, f"{report}\n{logs}"
+    assert (report.lost, report.stale) == (0, 0), f"{report}\nfirst: {wrong[:5]}\n{logs}"
+    assert report.duplicates == 0, report
+    assert env.crm.violations() == []
+    # Beat must outlive every fault and keep scheduling: its sweeps are what find lost work.
+    assert run.beat.process.poll() is None, f"beat exited:\n{run.beat.log_tail()}"
+    deadline = time.monotonic() + 10
+    while not run.beat_scheduled_since_healed():
+        assert time.monotonic() < deadline, f"beat sends nothing:\n{run.beat.log_tail()}"
+        time.sleep(0.2)
+    status = requests.get(f"{env.web_url}/api/orgs/{run.org}", headers=AUTH, timeout=10).json()
+    assert status["delivery"]["deadLetters"] == 0, status["delivery"]
+
+
+def _seed_loke(loke: FakeLoke, org: str, customers: int, members: int) -> Expected:
+    """Customers for the backfill (ids apart from the stream's) and a list of some of them."""
+    expected = Expected(Truth())
+    loke.page_size = 500
+    loke.add_org(org)
+    seeded = [
+        make_customer(f"B{n:06d}", BACKFILL_T0 + dt.timedelta(seconds=n)) for n in range(customers)
+    ]
+    loke.set_customers(org, seeded)
+    expected.truth.contacts.update({c["id"]: c["updatedAt"] for c in seeded})
+    if members:
+        ids = [c["id"] for c in seeded[:members]]
+        loke.set_list(org, LIST_ID, "Fault suite", ids)
+        expected.lists[LIST_ID] = set(ids)
+    return expected
+
+
+def _connect(env: FaultEnv, org: str, lists: list[str]) -> str:
+    """Connect as an operator would (this starts the backfill); start the list resync now."""
+    body = {"destination": destination(env.crm, batchSize=100), "lists": lists}
+    answer = requests.put(f"{env.web_url}/api/orgs/{org}", json=body, headers=AUTH, timeout=10)
+    assert answer.status_code == 201, answer.text
+    if lists:
+        url = f"{env.web_url}/api/orgs/{org}/lists/sync"
+        assert requests.post(url, headers=AUTH, timeout=10).status_code == 202
+    return env.loke.secret_for(org)
+
+
+def _settled(expected: Expected, org: str, crm: RecordingCrm) -> bool:
+    if mismatches(expected.truth, org, crm.contacts, crm.payments):
+        return False
+    return all(crm.list_members.get((org, lst)) == ids for lst, ids in expected.lists.items())
+
+
+def _answers(delivery: Delivery) -> dict[str, int]:
+    """The receiver's answers other than 202 that LOKE retried, for the notes column."""
+    notes = {f"webhook {code}s": n for code, n in sorted(delivery.answers.items()) if code != 202}
+    if 0 in delivery.answers:
+        notes["webhooks unanswered"] = notes.pop("webhook 0s")
+    return notes
