@@ -49,6 +49,11 @@ bench-backfill: $(BIN)/.installed
 bench-lists: $(BIN)/.installed
 	$(BIN)/python -m bench.lists
 
+## bench-soak: 10 minutes of webhooks at half the ingest maximum, with backfills and list resyncs
+.PHONY: bench-soak
+bench-soak: $(BIN)/.installed
+	$(BIN)/python -m bench.soak --plot docs/soak.png
+
 ## lock: re-pin every dependency after changing pyproject.toml
 lock: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --upgrade -e ".[monitoring]" --group dev
