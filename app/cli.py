@@ -46,6 +46,7 @@ def start_service(
     """Migrate, then start web, worker and beat as children of this process (their output to
     `output`, else to this terminal)."""
     _upgrade(settings.sqlalchemy_url)
+    _declare_embedded_queues(settings)
     python = sys.executable
     pool = ["-P", "threads", "-c", "4"] if settings.embedded else []
     commands = {
@@ -106,6 +107,21 @@ def supervise(
                 process.wait()
     code = max((p.returncode or 0 for p in processes.values()), default=0)
     return 0 if stopping else code or 1
+
+
+def _declare_embedded_queues(settings: Settings) -> None:
+    """The embedded broker (kombu's SQLAlchemy transport) creates a queue's row the first time
+    a process uses it, and two processes doing that at once make one fail on the unique name
+    (a worker starting beside the web exited with IntegrityError on kombu_queue.name). Create
+    them here, before web, worker and beat start."""
+    if not settings.broker_url.startswith("sqla+"):
+        return
+    from kombu import Connection, Exchange, Queue
+
+    with Connection(settings.broker_url) as connection:
+        channel = connection.default_channel
+        for name in QUEUES.split(","):
+            Queue(name, Exchange(name), routing_key=name)(channel).declare()
 
 
 def _upgrade(url: str) -> None:

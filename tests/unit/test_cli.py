@@ -93,3 +93,21 @@ def test_every_command_has_help_that_says_what_it_does(runner: CliRunner) -> Non
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0
         assert "Usage:" in result.output
+
+
+def test_the_embedded_broker_has_every_queue_before_web_worker_and_beat_start(
+    tmp_path: Path, loke: FakeLoke
+) -> None:
+    """Web, worker and beat would otherwise each create the queue rows on first use, at the same
+    moment, and one of them fails on the unique name (seen: the demo's worker exiting)."""
+    import sqlite3
+
+    from app.cli import QUEUES, _declare_embedded_queues
+
+    settings = make_settings(tmp_path, loke)
+    assert settings.broker_url.startswith("sqla+sqlite")
+    _declare_embedded_queues(settings)
+    _declare_embedded_queues(settings)  # a restart finds them there
+    with sqlite3.connect(tmp_path / "broker.sqlite") as broker:
+        names = sorted(name for (name,) in broker.execute("SELECT name FROM kombu_queue"))
+    assert names == sorted(QUEUES.split(","))
