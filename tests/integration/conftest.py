@@ -18,6 +18,7 @@ from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke
 from tests.support.processes import (
     ROOT,
+    SHORT_CLOCKS,
     Stack,
     free_port,
     fresh_postgres_database,
@@ -55,13 +56,7 @@ def stack(
     metrics_dir.mkdir()
     env = service_env(database_url, redis_url, loke.url, port) | {
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
-        "DELIVERY_BACKOFF_MAX_SECONDS": "5",
-        "DELIVERY_TIMEOUT_SECONDS": "3",
-        "DELIVERY_LEASE_SECONDS": "8",
-        "INBOX_SWEEP_AFTER_SECONDS": "2",
-        "OUTBOX_SWEEP_AFTER_SECONDS": "2",
-        "SWEEP_INTERVAL_SECONDS": "1",
+        **SHORT_CLOCKS,
     }
     log_dir = ROOT / "artifacts" / "logs" / request.node.name[:80]
     shutil.rmtree(log_dir, ignore_errors=True)  # this run's logs only
