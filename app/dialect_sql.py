@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from psycopg import sql
 from sqlalchemy import Connection, Text, any_, bindparam, cast, column, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -58,6 +59,29 @@ def bulk_params(dialect: str, rows: Sequence[Mapping[str, Any]]) -> Any:
     if dialect != "postgresql":
         return list(rows)
     return {ROWS_PARAM: json.dumps(rows, default=_json_value, separators=(",", ":"))}
+
+
+def append_rows(
+    session: Session, table: Any, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Append rows to a table with no unique key to check. On PostgreSQL with COPY, the
+    cheapest way in for a thousand rows (a third less than an INSERT from one JSON parameter,
+    whose rows the server parses as JSON first); on SQLite an executemany."""
+    if name(session) != "postgresql":
+        params = [dict(zip(columns, row, strict=True)) for row in rows]
+        if params:  # (an empty executemany would insert one row of defaults)
+            session.execute(table.insert(), params)
+        return
+    # COPY runs on the session's own connection, so inside its transaction.
+    driver = session.connection().connection.driver_connection
+    if driver is None:  # (only a connection already closed has none)
+        raise RuntimeError("COPY needs an open connection")
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _json_value(value: object) -> str:

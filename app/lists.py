@@ -1,10 +1,11 @@
 """Customer lists: opt-in membership, resynced by a full re-read and a diff computed in SQL.
 
 LOKE has no list webhooks and no way to see what changed, so each resync reads every member
-page (one task per page, checkpointed) into a staging table keyed by the run. When the last page
-is in, one transaction compares staging with the stored membership, marks `list.add` and
-`list.remove` in the outbox and swaps the stored membership. A run that dies half-way leaves
-the stored membership untouched; the sweeper resumes it from its checkpoint.
+page (one task per page, `list_pages`) into a staging table keyed by the run. When the last page
+is in, one transaction compares staging with the stored membership (`list_diff`), marks
+`list.add` and `list.remove` in the outbox and swaps the stored membership. A run that dies
+half-way leaves the stored membership untouched; the sweeper resumes it from its checkpoint.
+This module starts runs, chooses which are due, and reports them.
 """
 
 from __future__ import annotations
@@ -12,31 +13,24 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Select, and_, delete, exists, func, literal, select, text
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import dialect_sql, mirror, paged_runs
 from app.db import utcnow
-from app.delivery import outbox
-from app.events import CustomerTiny
 from app.loke.client import LokeClient
-from app.loke.errors import LokeError
-from app.metrics import PAGES
 from app.models import (
-    Customer,
     CustomerList,
     ListMember,
+    ListRunPage,
     ListStaging,
     ListSyncRun,
     Organization,
 )
 from app.services import Services
-from app.task_names import DELIVERY_FLUSH, LISTS_PAGE
+from app.task_names import LISTS_PAGE
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +67,7 @@ def start(services: Services, org_id: str, list_id: str) -> Started:
             )
             session.add(run)
             session.flush()
+            session.add(ListRunPage(run_id=run.id, seq=0, url=run.next_url, last=False))
             _list_row(session, org_id, list_id).last_run_id = run.id
             run_id = run.id
     except IntegrityError:
@@ -115,197 +110,37 @@ def due_orgs(services: Services) -> list[str]:
         ]
 
 
-def run_page(
-    services: Services,
-    loke: LokeClient,
-    run_id: int,
-    url: str | None = None,
-    previous_url: str | None = None,
-) -> None:
-    """Stage one page of members (the checkpoint's, or `url`, sent ahead); after the last,
-    apply the difference."""
-    if url is None:
-        _remember_name_on_first_page(services, loke, run_id)
-    fetched = paged_runs.fetch(
-        services,
-        loke,
-        ListSyncRun,
-        run_id,
-        LISTS_PAGE,
-        not_found_status="gone",
-        url=url,
-        previous_url=previous_url,
-    )
-    if fetched is None:
-        return
-    members = _members(fetched.page.items)
-    with services.db.transaction() as session:
-        run = paged_runs.lock_at(session, ListSyncRun, run_id, fetched.url)
-        if run is None:
-            return
-        org = session.get(Organization, run.org_id)
-        if org is None or not org.connected or run.list_id not in org.lists:
-            run.status, run.finished_at = "cancelled", utcnow()  # no longer chosen
-            _clear_staging(session, run_id)
-            return
-        paged_runs.send_next(services, LISTS_PAGE, run_id, fetched)
-        _stage(session, run_id, members)
-        # A member not yet in the mirror gets a contact built from the member record, marked
-        # now, so it reaches the CRM before the list.add marked at the end of the run.
-        created = mirror.apply_customers(
-            session,
-            run.org_id,
-            [mirror.change_from_tiny(m) for m in _unknown(session, run.org_id, members)],
-        )
-        run.members += len(members)
-        if paged_runs.advance(run, fetched):
-            _apply_difference(session, run)
-            run.finished_at = run.updated_at = utcnow()  # the diff is part of the run
-    PAGES.labels("list").inc()
-    # Members are looked up in the mirror page by page, and delivery looks them up in the
-    # membership by the thousand: plan both for the tables as they are now.
-    services.db.refresh_statistics("customers", "outbox", "list_members", only_if_stale=True)
-    if created or run.status == "finished":
-        services.kicks.kick(DELIVERY_FLUSH, fetched.org_id)
-    if run.status == "finished":
-        # Not in the diff's transaction, which it would only make longer; if this worker dies
-        # first, the sweeper's `clear_stale_staging` does it.
-        with services.db.transaction() as session:
-            _clear_staging(session, run_id)
-
-
 def clear_stale_staging(services: Services) -> int:
-    """Staging rows of runs that are no longer running (finished, failed, gone, cancelled):
-    a new resync always stages afresh. Returns how many were deleted."""
+    """Staging and page rows of runs that are no longer running (finished, failed, gone,
+    cancelled, or purged with their organization): a new resync always stages afresh.
+    Returns how many staged members were deleted."""
     with services.db.transaction() as session:
-        not_running = select(ListSyncRun.id).where(ListSyncRun.status != "running")
+        running = select(ListSyncRun.id).where(ListSyncRun.status == "running")
+        session.execute(
+            delete(ListRunPage)
+            .where(ListRunPage.run_id.not_in(running))
+            .execution_options(synchronize_session=False)
+        )
         result = session.execute(
             delete(ListStaging)
-            .where(ListStaging.run_id.in_(not_running))
+            .where(ListStaging.run_id.not_in(running))
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _remember_name_on_first_page(services: Services, loke: LokeClient, run_id: int) -> None:
-    """list.add carries the list's name: read it once per run (a 404 surfaces on the members)."""
-    with services.db.transaction() as session:
-        run = session.get(ListSyncRun, run_id)
-        if run is None or run.status != "running" or run.pages:
-            return
-        org_id, list_id = run.org_id, run.list_id
-    try:
-        found = loke.request("GET", f"/organizations/{org_id}/customer-lists/{list_id}").json()
-    except (LokeError, ValueError):
-        return
-    if isinstance(found, dict):
-        with services.db.transaction() as session:
-            remember_names(session, org_id, [found])
-
-
-_MEMBER_PAGE = TypeAdapter(list[CustomerTiny])
-
-
-def _members(items: list[dict[str, Any]]) -> list[CustomerTiny]:
-    try:
-        return _MEMBER_PAGE.validate_python(items)  # one call for the page: the usual case
-    except ValidationError:
-        pass  # some member is unreadable: find it, keep the rest
-    members = []
-    for item in items:
-        try:
-            members.append(CustomerTiny.model_validate(item))
-        except ValidationError:
-            log.warning(
-                "unreadable list member %r", item.get("id") if isinstance(item, dict) else None
-            )
-    return members
-
-
-def _stage(session: Session, run_id: int, members: list[CustomerTiny]) -> None:
-    if members:
-        rows = [{"run_id": run_id, "customer_id": m.id} for m in members]
-        dialect = dialect_sql.name(session)
-        session.execute(_staging_insert(dialect), dialect_sql.bulk_params(dialect, rows))
-
-
-@cache
-def _staging_insert(dialect: str) -> Any:
-    columns = ("run_id", "customer_id")
-    return dialect_sql.bulk_insert_for(
-        dialect, ListStaging.__table__, columns
-    ).on_conflict_do_nothing()
-
-
-def _unknown(session: Session, org_id: str, members: list[CustomerTiny]) -> list[CustomerTiny]:
-    """Members the mirror does not have yet (most pages of a resync: none)."""
-    known = set(
-        session.scalars(
-            select(Customer.id).where(
-                Customer.org_id == org_id,
-                dialect_sql.is_any_of(session, Customer.id, [m.id for m in members]),
-            )
-        )
+def cancel_unchosen(session: Session, org: Organization) -> None:
+    """Stop the running resyncs of lists no longer chosen (or of a disconnected organization)
+    now, rather than when their last page is in. Their staging goes with the next sweep."""
+    unchosen = ListSyncRun.org_id == org.id
+    if org.connected:
+        unchosen = and_(unchosen, ListSyncRun.list_id.not_in(org.lists))
+    session.execute(
+        update(ListSyncRun)
+        .where(unchosen, ListSyncRun.status == "running")
+        .values(status="cancelled", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
-    return [m for m in members if m.id not in known]
-
-
-def _apply_difference(session: Session, run: ListSyncRun) -> None:
-    """In SQL, whatever the list's size: swap the membership and mark adds and removes."""
-    org_id, list_id = run.org_id, run.list_id
-    postgres = dialect_sql.name(session) == "postgresql"
-    if postgres:
-        # The staging table goes from empty to a whole list within minutes, faster than
-        # autovacuum notices: without fresh statistics the planner compares every staged
-        # member with every stored one (seconds become hours at 200k).
-        session.execute(text("ANALYZE list_staging, list_members"))
-    stored = and_(ListMember.org_id == org_id, ListMember.list_id == list_id)
-    is_stored = exists().where(stored, ListMember.customer_id == ListStaging.customer_id)
-    is_staged = exists().where(
-        ListStaging.run_id == run.id, ListStaging.customer_id == ListMember.customer_id
-    )
-    # NOT EXISTS, not NOT IN: an anti-join, where NOT IN over a list larger than work_mem is
-    # a nested loop of every stored member against every staged one.
-    remove = delete(ListMember).where(stored, ~is_staged)
-    add = (
-        dialect_sql.insert(session, ListMember.__table__)
-        .from_select(
-            ["org_id", "list_id", "customer_id"],
-            select(literal(org_id), literal(list_id), ListStaging.customer_id)
-            .where(ListStaging.run_id == run.id, ~is_stored)
-            # The sort reads every new member before the first insert: otherwise a first
-            # sync (planned against an empty membership) rescans the rows it is inserting.
-            .order_by(ListStaging.customer_id),
-        )
-        .on_conflict_do_nothing()
-    )
-    if postgres:
-        # One statement, one anti-join, each way: the members that changed come back from
-        # the DELETE and the INSERT and go straight into the outbox.
-        removed = remove.returning(ListMember.customer_id).cte("removed")
-        added = add.returning(ListMember.customer_id).cte("added")
-        run.removes = outbox.mark_selected(session, org_id, "list", _keyed(list_id, removed.c))
-        run.adds = outbox.mark_selected(session, org_id, "list", _keyed(list_id, added.c))
-    else:  # SQLite has no DELETE or INSERT inside WITH: find the changes, then make them
-        new = select(ListStaging.customer_id).where(ListStaging.run_id == run.id, ~is_stored)
-        gone = select(ListMember.customer_id).where(stored, ~is_staged)
-        run.adds = outbox.mark_selected(session, org_id, "list", _keyed(list_id, new.subquery().c))
-        run.removes = outbox.mark_selected(
-            session, org_id, "list", _keyed(list_id, gone.subquery().c)
-        )
-        session.execute(remove)
-        session.execute(add)
-    log.info("list %s of %s: %d added, %d removed", list_id, org_id, run.adds, run.removes)
-
-
-def _keyed(list_id: str, members: Any) -> Select[str, str]:
-    """The outbox rows (key, customer_id) of these members of the list."""
-    key = literal(f"{list_id}:") + members.customer_id
-    return select(key.label("key"), members.customer_id.label("customer_id"))
-
-
-def _clear_staging(session: Session, run_id: int) -> None:
-    session.execute(delete(ListStaging).where(ListStaging.run_id == run_id))
 
 
 def _running(session: Session, org_id: str, list_id: str) -> ListSyncRun | None:

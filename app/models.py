@@ -272,16 +272,47 @@ class ListMember(Base):
 
 
 class ListStaging(Base):
-    """Members read so far by one resync run; compared with ListMember when the last page is in."""
+    """Members read so far by one resync run, with the member record (a contact for those the
+    mirror does not know); compared with ListMember when the last page is in.
+
+    Pages are appended as they come, with COPY on PostgreSQL: no unique key to check per row. A
+    member LOKE listed on two pages is staged twice, which the diff does not mind. (The mapper
+    still needs a key to name a row by; the table has none.)
+    """
 
     __tablename__ = "list_staging"
+    __table_args__ = (Index("ix_list_staging_run_id", "run_id"),)
+    __mapper_args__ = {"primary_key": ["run_id", "customer_id"]}  # noqa: RUF012 (read once)
+
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(Text)
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    phone_number: Mapped[str | None] = mapped_column(Text)
+
+
+class ListRunPage(Base):
+    """One member page of a resync: recorded when its URL is known (by the task of the page
+    before it, which sends its task), staged by its own task.
+
+    Pages are staged concurrently, each in its own transaction, while the next ones are read:
+    these rows are the run's checkpoint. The run is complete when the last page (no
+    X-Next-Page) and every page before it are staged.
+    """
+
+    __tablename__ = "list_run_pages"
 
     run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    members: Mapped[int | None] = mapped_column(Integer)  # None until staged
+    last: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ListSyncRun(PagedRun, Base):
-    """One full re-read of one list, a page per task, checkpointed like a backfill.
+    """One full re-read of one list, a page per task; its checkpoint is its ListRunPage rows
+    (`next_url` keeps the first page's URL).
 
     The running row is the lock: at most one per list (a partial unique index), it outlives a
     killed worker, and the sweeper resumes it from its checkpoint instead of starting another.

@@ -93,6 +93,8 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
         if request.list_sync_interval_seconds is not None:
             org.list_sync_interval_seconds = request.list_sync_interval_seconds
         org.updated_at = now
+        if request.lists is not None:
+            lists.cancel_unchosen(session, org)
     if first_connect:
         # The reconciliation watermark starts now: the backfill covers everything before.
         with services.db.transaction() as session:
@@ -142,6 +144,7 @@ def disconnect(services: Services, loke: LokeClient, org_id: str, purge: bool) -
             return False
         org.connected = False
         org.updated_at = utcnow()
+        lists.cancel_unchosen(session, org)
     loke.delete_subscription(org_id, services.settings.webhook_ref)
     with services.db.transaction() as session:
         org = session.get(Organization, org_id, with_for_update=True)

@@ -104,29 +104,40 @@ def _failed(
     task_name: str,
     not_found_status: str,
 ) -> None:
-    settings = services.settings
     with services.db.transaction() as session:
         run = session.get(model, run_id, with_for_update=True)
         if run is None or run.status != "running" or run.next_url != url:
             return
-        run.attempts += 1
-        run.last_error = str(exc)
-        run.updated_at = utcnow()
-        stop = None
-        if exc.not_found:
-            stop = not_found_status
-        elif not exc.retryable or run.attempts >= settings.backfill_page_attempts:
-            stop = "failed"
-        if stop is not None:
-            # Stopped where it failed: starting it again resumes from this checkpoint.
-            run.status, run.finished_at = stop, run.updated_at
-            log.error("%s %s stopped (%s) on %s: %s", model.__name__, run_id, stop, url, exc)
-            return
-        delay = backoff_seconds(
-            run.attempts - 1, settings.backfill_retry_base_seconds, MAX_PAGE_RETRY_SECONDS
-        )
-    log.warning("%s %s: page failed (%s); retry in %.0fs", model.__name__, run_id, exc, delay)
-    services.dispatcher.send(task_name, (run_id,), countdown=delay)
+        delay = record_failure(services, run, url, exc, not_found_status)
+    if delay is not None:
+        services.dispatcher.send(task_name, (run_id,), countdown=delay)
+
+
+def record_failure(
+    services: Services, run: PagedRun, url: str, exc: LokeError, not_found_status: str
+) -> float | None:
+    """Count a failed page on the run (locked by the caller) and stop the run if the failure
+    is final (404: `not_found_status`; not retryable, or out of attempts: failed). Returns the
+    delay before the page is tried again, or None when the run stopped."""
+    settings = services.settings
+    run.attempts += 1
+    run.last_error = str(exc)
+    run.updated_at = utcnow()
+    stop = None
+    if exc.not_found:
+        stop = not_found_status
+    elif not exc.retryable or run.attempts >= settings.backfill_page_attempts:
+        stop = "failed"
+    if stop is not None:
+        # Stopped where it failed: starting it again resumes from this checkpoint.
+        run.status, run.finished_at = stop, run.updated_at
+        log.error("%s %s stopped (%s) on %s: %s", type(run).__name__, run.id, stop, url, exc)
+        return None
+    delay = backoff_seconds(
+        run.attempts - 1, settings.backfill_retry_base_seconds, MAX_PAGE_RETRY_SECONDS
+    )
+    log.warning("%s %s: page failed (%s); retry in %.0fs", type(run).__name__, run.id, exc, delay)
+    return delay
 
 
 def stalled(services: Services, model: type[PagedRun]) -> list[int]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from app import lists, loke_client, paged_runs, services
+from app import list_pages, lists, loke_client, paged_runs, services
 from app.models import ListSyncRun
 from app.task_names import LISTS_DUE, LISTS_PAGE, LISTS_SWEEP
 
 
 @shared_task(name=LISTS_PAGE)
-def page(run_id: int, url: str | None = None, previous_url: str | None = None) -> None:
-    lists.run_page(services(), loke_client(), run_id, url, previous_url)
+def page(
+    run_id: int, url: str | None = None, previous_url: str | None = None, seq: int | None = None
+) -> None:
+    list_pages.run_page(services(), loke_client(), run_id, url, previous_url, seq)
 
 
 @shared_task(name=LISTS_SWEEP)

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import lists, loke_client
+from app import list_pages, lists, loke_client
 from app.config import Settings
 from app.delivery.sender import flush_org
 from app.models import ListMember, ListStaging, ListSyncRun
@@ -49,7 +49,7 @@ def resync(app: Flask) -> list[ListSyncRun]:
     with app.app_context():
         for s in started:
             for _ in range(100):
-                lists.run_page(services, loke_client(), s.run_id)
+                list_pages.run_page(services, loke_client(), s.run_id)
                 if run_of(services, s.run_id).status != "running":
                     break
     return [run_of(services, s.run_id) for s in started]
@@ -146,7 +146,7 @@ def test_a_run_that_dies_half_way_leaves_membership_untouched_and_a_rerun_finish
     loke.set_list(ORG, "L1", "VIPs", IDS[2:8])
     [first, _] = lists.start_chosen(services, ORG)
     with app.app_context():
-        lists.run_page(services, loke_client(), first.run_id)  # one page; then the worker dies
+        list_pages.run_page(services, loke_client(), first.run_id)  # one page; then the worker dies
     with services.db.transaction() as session:
         stored = set(session.scalars(select(ListMember.customer_id).where(
             ListMember.list_id == "L1")))  # fmt: skip
@@ -210,7 +210,7 @@ def test_a_list_removed_from_the_choice_stops_its_running_sync(
     [run, _] = lists.start_chosen(services, ORG)
     assert client.put(f"/api/orgs/{ORG}", json={"lists": ["L2"]}, headers=AUTH).status_code == 200
     with app.app_context():
-        lists.run_page(services, loke_client(), run.run_id)
+        list_pages.run_page(services, loke_client(), run.run_id)
     assert run_of(services, run.run_id).status == "cancelled"
 
 
@@ -221,7 +221,7 @@ def test_staging_of_a_run_that_stopped_half_way_is_cleared_by_the_sweeper(
     loke.page_size = 2
     [first, _] = lists.start_chosen(services, ORG)
     with app.app_context():
-        lists.run_page(services, loke_client(), first.run_id)  # one page staged
+        list_pages.run_page(services, loke_client(), first.run_id)  # one page staged
     assert lists.clear_stale_staging(services) == 0  # still running: its staging is kept
     with services.db.transaction() as session:
         run = session.get(ListSyncRun, first.run_id)
