@@ -1,8 +1,10 @@
 """The end of a list resync: the staged members against the stored membership, in SQL.
 
-One transaction, whatever the list's size: contacts for new members the mirror does not know
-(built from their member records), then `list.add` and `list.remove` marked in the outbox and the
-stored membership swapped. Nothing is held in Python but a thousand unknown members at a time.
+One transaction, whatever the list's size. One pass (a full join of the run's staged members
+with the list's stored ones) keeps only what changed, in a temporary table; everything after
+works on those few rows: contacts for new members the mirror does not know (built from their
+member records), `list.add` and `list.remove` marked in the outbox, the stored membership
+swapped. Nothing is held in Python but a thousand unknown members at a time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, literal, select, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from app import dialect_sql, mirror
@@ -22,76 +40,106 @@ log = logging.getLogger(__name__)
 
 CONTACTS_AT_A_TIME = 1000
 
+# The members that changed, for the length of one diff's transaction.
+_CHANGES = Table(
+    "list_changes",
+    MetaData(),
+    Column("customer_id", String(64), nullable=False),
+    Column("added", Boolean, nullable=False),  # else removed
+    Column("email", Text),
+    Column("first_name", Text),
+    Column("last_name", Text),
+    Column("phone_number", Text),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
 
 def apply_difference(session: Session, run: ListSyncRun) -> None:
     """Swap the membership and mark adds and removes (and contacts first, for new members
     unknown to the mirror, so that the CRM sees each before its list.add)."""
     org_id, list_id = run.org_id, run.list_id
-    postgres = dialect_sql.name(session) == "postgresql"
-    if postgres:
-        # The staging table goes from empty to a whole list within minutes, faster than
-        # autovacuum notices: without fresh statistics the planner compares every staged
-        # member with every stored one (seconds become hours at 200k). The membership too:
-        # the run that last grew it may have ended a moment ago.
-        session.execute(text("ANALYZE list_staging, list_members"))
-    stored = and_(ListMember.org_id == org_id, ListMember.list_id == list_id)
-    is_stored = exists().where(stored, ListMember.customer_id == ListStaging.customer_id)
-    is_staged = exists().where(
-        ListStaging.run_id == run.id, ListStaging.customer_id == ListMember.customer_id
+    _find_changes(session, run)
+    _contacts_for_unknown(session, org_id)
+    added = select(_CHANGES.c.customer_id).where(_CHANGES.c.added).distinct()
+    removed = select(_CHANGES.c.customer_id).where(~_CHANGES.c.added)
+    run.adds = outbox.mark_selected(session, org_id, "list", _keyed(list_id, added))
+    run.removes = outbox.mark_selected(session, org_id, "list", _keyed(list_id, removed))
+    session.execute(
+        delete(ListMember)
+        .where(
+            ListMember.org_id == org_id,
+            ListMember.list_id == list_id,
+            ListMember.customer_id.in_(removed),
+        )
+        .execution_options(synchronize_session=False)
     )
-    _contacts_for_unknown(session, run, is_stored)
-    # NOT EXISTS, not NOT IN: an anti-join, where NOT IN over a list larger than work_mem is
-    # a nested loop of every stored member against every staged one.
-    remove = delete(ListMember).where(stored, ~is_staged)
-    add = (
+    session.execute(
         dialect_sql.insert(session, ListMember.__table__)
         .from_select(
             ["org_id", "list_id", "customer_id"],
-            select(literal(org_id), literal(list_id), ListStaging.customer_id)
-            .where(ListStaging.run_id == run.id, ~is_stored)
-            # The sort reads every new member before the first insert: otherwise a first
-            # sync (planned against an empty membership) rescans the rows it is inserting.
-            .order_by(ListStaging.customer_id),
+            # (SQLite needs a WHERE to tell INSERT ... SELECT from ON CONFLICT.)
+            select(literal(org_id), literal(list_id), added.subquery().c.customer_id).where(true()),
         )
-        # A member LOKE listed on two pages is staged twice: inserted once.
         .on_conflict_do_nothing()
     )
-    if postgres:
-        # One statement, one anti-join, each way: the members that changed come back from
-        # the DELETE and the INSERT and go straight into the outbox.
-        removed = remove.returning(ListMember.customer_id).cte("removed")
-        added = add.returning(ListMember.customer_id).cte("added")
-        run.removes = outbox.mark_selected(session, org_id, "list", _keyed(list_id, removed.c))
-        run.adds = outbox.mark_selected(session, org_id, "list", _keyed(list_id, added.c))
-    else:  # SQLite has no DELETE or INSERT inside WITH: find the changes, then make them
-        new = (
-            select(ListStaging.customer_id)
-            .where(ListStaging.run_id == run.id, ~is_stored)
-            .distinct()
-        )
-        gone = select(ListMember.customer_id).where(stored, ~is_staged)
-        run.adds = outbox.mark_selected(session, org_id, "list", _keyed(list_id, new.subquery().c))
-        run.removes = outbox.mark_selected(
-            session, org_id, "list", _keyed(list_id, gone.subquery().c)
-        )
-        session.execute(remove)
-        session.execute(add)
+    _CHANGES.drop(session.connection())
     log.info("list %s of %s: %d added, %d removed", list_id, org_id, run.adds, run.removes)
 
 
-def _contacts_for_unknown(session: Session, run: ListSyncRun, is_stored: Any) -> None:
+def _find_changes(session: Session, run: ListSyncRun) -> None:
+    """Fill the temporary table with the members staged and not stored (added: with their
+    records) and stored and not staged (removed). A full join is a hash or merge join, never
+    a nested loop: no statistics of the staging table are needed to plan it."""
+    staged = (
+        select(
+            ListStaging.customer_id,
+            ListStaging.email,
+            ListStaging.first_name,
+            ListStaging.last_name,
+            ListStaging.phone_number,
+        )
+        .where(ListStaging.run_id == run.id)
+        .subquery("staged")
+    )
+    stored = (
+        select(ListMember.customer_id)
+        .where(ListMember.org_id == run.org_id, ListMember.list_id == run.list_id)
+        .subquery("stored")
+    )
+    joined = staged.join(stored, staged.c.customer_id == stored.c.customer_id, full=True)
+    changes = (
+        select(
+            func.coalesce(staged.c.customer_id, stored.c.customer_id),
+            stored.c.customer_id.is_(None),
+            staged.c.email,
+            staged.c.first_name,
+            staged.c.last_name,
+            staged.c.phone_number,
+        )
+        .select_from(joined)
+        .where(or_(staged.c.customer_id.is_(None), stored.c.customer_id.is_(None)))
+    )
+    connection = session.connection()
+    _CHANGES.create(connection)
+    session.execute(_CHANGES.insert().from_select([c.name for c in _CHANGES.c], changes))
+    if dialect_sql.name(session) == "postgresql":
+        # Autovacuum never sees a temporary table: without statistics the planner would not
+        # know whether to probe the mirror for each new member or scan the organization.
+        session.execute(text("ANALYZE list_changes"))
+
+
+def _contacts_for_unknown(session: Session, org_id: str) -> None:
     """A new member the mirror does not know yet gets a contact from its member record (kept
     until the real customer arrives), marked before the list.adds are."""
-    in_mirror = exists().where(
-        Customer.org_id == run.org_id, Customer.id == ListStaging.customer_id
-    )
+    in_mirror = exists().where(Customer.org_id == org_id, Customer.id == _CHANGES.c.customer_id)
     unknown = select(
-        ListStaging.customer_id,
-        ListStaging.email,
-        ListStaging.first_name,
-        ListStaging.last_name,
-        ListStaging.phone_number,
-    ).where(ListStaging.run_id == run.id, ~is_stored, ~in_mirror)
+        _CHANGES.c.customer_id,
+        _CHANGES.c.email,
+        _CHANGES.c.first_name,
+        _CHANGES.c.last_name,
+        _CHANGES.c.phone_number,
+    ).where(_CHANGES.c.added, ~in_mirror)
     found = session.execute(unknown, execution_options={"yield_per": CONTACTS_AT_A_TIME})
     for rows in found.partitions():
         members = [
@@ -104,10 +152,11 @@ def _contacts_for_unknown(session: Session, run: ListSyncRun, is_stored: Any) ->
             )
             for row in rows
         ]
-        mirror.apply_customers(session, run.org_id, map(mirror.change_from_tiny, members))
+        mirror.apply_customers(session, org_id, map(mirror.change_from_tiny, members))
 
 
-def _keyed(list_id: str, members: Any) -> Select[str, str]:
+def _keyed(list_id: str, members: Select[Any]) -> Select[str, str]:
     """The outbox rows (key, customer_id) of these members of the list."""
-    key = literal(f"{list_id}:") + members.customer_id
-    return select(key.label("key"), members.customer_id.label("customer_id"))
+    found = members.subquery()
+    key = literal(f"{list_id}:") + found.c.customer_id
+    return select(key.label("key"), found.c.customer_id.label("customer_id"))
