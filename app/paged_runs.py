@@ -1,5 +1,6 @@
-"""What backfills and list resyncs share: fetching the page at a run's checkpoint, retrying a
-page that failed with a bound, and finding runs whose task was lost with a worker."""
+"""Paged runs over LOKE: fetching the page at a backfill's checkpoint, and what list resyncs
+share with backfills, retrying a page that failed with a bound and finding runs whose task was
+lost with a worker."""
 
 from __future__ import annotations
 
