@@ -71,13 +71,15 @@ def run_page(
     # page is recorded for a run that stopped, and a page is staged once).
     paginator = loke.paginator(task.url, seen=(task.previous_url,) if task.previous_url else ())
     try:
-        page = loke.get_page(paginator)
+        unread = loke.get_unread_page(paginator)
+        # The next page's task goes first, before this page's body is even parsed.
+        if unread.next_url is not None and _record_next(services, task, unread.next_url):
+            successor = PageTask(task.run_id, unread.next_url, task.url, task.seq + 1)
+            services.dispatcher.send(LISTS_PAGE, tuple(successor))
+        page = unread.parsed()
     except LokeError as exc:
         _failed(services, task, exc)
         return
-    if page.next_url is not None and _record_next(services, task, page.next_url):
-        successor = PageTask(task.run_id, page.next_url, task.url, task.seq + 1)
-        services.dispatcher.send(LISTS_PAGE, tuple(successor))
     try:
         ended_org = _stage(services, task, page)
     except _RunStopped:

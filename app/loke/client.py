@@ -34,6 +34,24 @@ class Page:
     next_url: str | None
 
 
+@dataclass(frozen=True)
+class UnreadPage:
+    """A page answered, its next page known (from the headers), its body not parsed yet."""
+
+    url: str
+    next_url: str | None
+    answer: requests.Response
+
+    def parsed(self) -> Page:
+        try:
+            items = self.answer.json()
+        except ValueError as exc:  # a body cut short or garbled: worth another GET
+            raise LokeError(f"LOKE GET {self.url}: unreadable body ({exc})") from exc
+        if not isinstance(items, list):
+            raise LokeError(f"LOKE GET {self.url}: expected a list, got {type(items).__name__}")
+        return Page(items, self.url, self.next_url)
+
+
 class LokeClient:
     def __init__(
         self,
@@ -89,12 +107,14 @@ class LokeClient:
 
     def get_page(self, paginator: Paginator) -> Page:
         """The page at `paginator.current`; advances the paginator to the next one."""
+        return self.get_unread_page(paginator).parsed()
+
+    def get_unread_page(self, paginator: Paginator) -> UnreadPage:
+        """`get_page` without parsing the body, for a caller that acts on the next page's URL
+        first (the JSON of a thousand members takes a few milliseconds to parse)."""
         url = paginator.current
         answer = self.request("GET", url)
-        items = answer.json()
-        if not isinstance(items, list):
-            raise LokeError(f"LOKE GET {url}: expected a list, got {type(items).__name__}")
-        return Page(items, url, paginator.advance(answer))
+        return UnreadPage(url, paginator.advance(answer), answer)
 
     def iterate(self, path: str) -> Iterator[dict[str, Any]]:
         """Every item of a paged list, page by page (only one page is held at a time)."""

@@ -10,7 +10,7 @@ import fakeredis
 import pytest
 import requests
 
-from app.loke.client import LokeClient, RetryPolicy
+from app.loke.client import LokeClient, RetryPolicy, UnreadPage
 from app.loke.errors import LokeError, PagingLoop
 from app.loke.paging import Paginator
 from app.loke.tokens import MemoryTokenCache, RedisTokenCache, TokenCache, TokenSource
@@ -145,3 +145,18 @@ def test_a_4xx_is_not_retried_and_says_what_loke_said(
     assert raised.value.not_found
     assert not raised.value.retryable
     assert len([t for m, t in loke.requests if "no-such-org" in t]) == 1
+
+
+def test_a_page_body_that_is_not_a_json_list_is_a_retryable_loke_error() -> None:
+    for body, problem in (
+        (b'[{"id": "C1"', "unreadable body"),
+        (b'{"id": "C1"}', "expected a list"),
+    ):
+        answer = requests.Response()
+        answer.status_code, answer._content = 200, body
+        unread = UnreadPage(
+            "https://loke.test/customers", "https://loke.test/customers?p=2", answer
+        )
+        with pytest.raises(LokeError, match=problem) as raised:
+            unread.parsed()
+        assert raised.value.retryable
