@@ -33,6 +33,7 @@ from app.task_names import DELIVERY_FLUSH, LISTS_PAGE
 
 log = logging.getLogger(__name__)
 
+BIG_DIFF = 10_000  # members added or removed by one run: statistics refreshed outright
 STAGED_COLUMNS = ("run_id", "customer_id", "email", "first_name", "last_name", "phone_number")
 
 
@@ -81,19 +82,26 @@ def run_page(
         _failed(services, task, exc)
         return
     try:
-        ended_org = _stage(services, task, page)
+        ended = _stage(services, task, page)
     except _RunStopped:
         return
     PAGES.labels("list").inc()
-    if ended_org is not None:
-        services.kicks.kick(DELIVERY_FLUSH, ended_org)
-        # Not in the diff's transaction, which it would only make longer; if this worker dies
-        # first, the sweeper's `clear_stale_staging` does it.
-        with services.db.transaction() as session:
-            clear_run(session, task.run_id)
-        # The diff may have grown these by a whole list, and delivery looks members up in
-        # them by the thousand: plan for the tables as they are now.
-        services.db.refresh_statistics("customers", "outbox", "list_members", only_if_stale=True)
+    if ended is not None:
+        _after_the_end(services, ended)
+
+
+def _after_the_end(services: Services, run: ListSyncRun) -> None:
+    """Delivery of what the diff marked, and cleaning up, outside the diff's transaction."""
+    # A diff can grow the outbox, the mirror and the membership by a whole list at once, and
+    # delivery's first claim must not be planned as if they were still small (a 400k-row
+    # outbox planned as empty took minutes a claim). After a big diff they are analyzed
+    # outright: the server's change counters, which `only_if_stale` reads, lag by a second.
+    big = run.adds + run.removes >= BIG_DIFF
+    services.db.refresh_statistics("outbox", "customers", "list_members", only_if_stale=not big)
+    services.kicks.kick(DELIVERY_FLUSH, run.org_id)
+    # If this worker dies first, the sweeper's `clear_stale_staging` does it.
+    with services.db.transaction() as session:
+        clear_run(session, run.id)
 
 
 def clear_run(session: Session, run_id: int) -> None:
@@ -165,9 +173,9 @@ def _record_next(services: Services, task: PageTask, next_url: str) -> bool:
     return services.db.execute_one(_RECORD_NEXT, params) is not None
 
 
-def _stage(services: Services, task: PageTask, page: Page) -> str | None:
+def _stage(services: Services, task: PageTask, page: Page) -> ListSyncRun | None:
     """Stage the page's members; if that completed the run (the difference is then applied in
-    the same transaction), the run's organization. Raises _RunStopped if the run stopped."""
+    the same transaction), the run. Raises _RunStopped if the run stopped."""
     members = _members(page.items)
     with services.db.transaction() as session:
         marked = session.execute(
@@ -205,12 +213,12 @@ def _stage(services: Services, task: PageTask, page: Page) -> str | None:
         org = session.get(Organization, run.org_id)
         if org is None or not org.connected or run.list_id not in org.lists:
             run.status, run.finished_at = "cancelled", utcnow()  # no longer chosen
-            return run.org_id
+            return run
         list_diff.apply_difference(session, run)
         run.status = "finished"
         run.next_url = None
         run.finished_at = run.updated_at = utcnow()  # the diff is part of the run
-        return run.org_id
+        return run
 
 
 def _complete(session: Session, run_id: int) -> bool:
