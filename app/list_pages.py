@@ -14,17 +14,18 @@ is resumed by sending again the task of every page not staged yet.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app import dialect_sql, list_diff, logs, paged_runs
 from app.db import utcnow
-from app.events import CustomerTiny
+from app.events import MEMBER, MEMBER_PAGE, ListMemberRecord
 from app.lists import remember_names
-from app.loke.client import LokeClient, Page
+from app.loke.client import LokeClient, UnreadPage
 from app.loke.errors import LokeError
 from app.metrics import PAGES
 from app.models import ListRunPage, ListStaging, ListSyncRun, Organization
@@ -77,12 +78,12 @@ def run_page(
         if unread.next_url is not None and _record_next(services, task, unread.next_url):
             successor = PageTask(task.run_id, unread.next_url, task.url, task.seq + 1)
             services.dispatcher.send(LISTS_PAGE, tuple(successor))
-        page = unread.parsed()
+        members = _members(unread)
     except LokeError as exc:
         _failed(services, task, exc)
         return
     try:
-        ended = _stage(services, task, page)
+        ended = _stage(services, task, members, last=unread.next_url is None)
     except _RunStopped:
         return
     PAGES.labels("list").inc()
@@ -173,10 +174,11 @@ def _record_next(services: Services, task: PageTask, next_url: str) -> bool:
     return services.db.execute_one(_RECORD_NEXT, params) is not None
 
 
-def _stage(services: Services, task: PageTask, page: Page) -> ListSyncRun | None:
+def _stage(
+    services: Services, task: PageTask, members: list[ListMemberRecord], last: bool
+) -> ListSyncRun | None:
     """Stage the page's members; if that completed the run (the difference is then applied in
     the same transaction), the run. Raises _RunStopped if the run stopped."""
-    members = _members(page.items)
     with services.db.transaction() as session:
         marked = session.execute(
             update(ListRunPage)
@@ -185,31 +187,35 @@ def _stage(services: Services, task: PageTask, page: Page) -> ListSyncRun | None
                 ListRunPage.seq == task.seq,
                 ListRunPage.members.is_(None),
             )
-            .values(members=len(members), last=page.next_url is None)
+            .values(members=len(members), last=last)
             .execution_options(synchronize_session=False)
         )
         if not marked.rowcount:  # type: ignore[attr-defined]
             raise _RunStopped  # a duplicate of this task staged it (or the run was cleared)
         dialect_sql.append_rows(
-            session,
-            ListStaging.__table__,
-            STAGED_COLUMNS,
-            (
-                (task.run_id, m.id, m.email, m.first_name, m.last_name, m.phone_number)
-                for m in members
-            ),
+            session, ListStaging.__table__, STAGED_COLUMNS, _staged_rows(task.run_id, members)
         )
-        # Last, and held only to the commit: pages are staged side by side up to here.
-        run = session.get(ListSyncRun, task.run_id, with_for_update=True)
-        if run is None or run.status != "running":
+        # Last, and held only to the commit: pages are staged side by side up to here. (One
+        # UPDATE both locks the run and counts the page.)
+        org_id = session.execute(
+            update(ListSyncRun)
+            .where(ListSyncRun.id == task.run_id, ListSyncRun.status == "running")
+            .values(
+                members=ListSyncRun.members + len(members),
+                pages=ListSyncRun.pages + 1,
+                attempts=0,
+                last_error=None,
+                updated_at=utcnow(),
+            )
+            .returning(ListSyncRun.org_id)
+            .execution_options(synchronize_session=False)
+        ).scalar()
+        if org_id is None:
             raise _RunStopped  # rolls the page back: a stopped run keeps nothing new
-        logs.set_context(org_id=run.org_id)  # for the rest of this task
-        run.members += len(members)
-        run.pages += 1
-        run.attempts, run.last_error = 0, None
-        run.updated_at = utcnow()
+        logs.set_context(org_id=org_id)  # for the rest of this task
         if not _complete(session, task.run_id):
             return None
+        run = session.get_one(ListSyncRun, task.run_id)  # locked already, by the UPDATE
         org = session.get(Organization, run.org_id)
         if org is None or not org.connected or run.list_id not in org.lists:
             run.status, run.finished_at = "cancelled", utcnow()  # no longer chosen
@@ -244,18 +250,25 @@ def _failed(services: Services, task: PageTask, exc: LokeError) -> None:
         services.dispatcher.send(LISTS_PAGE, tuple(task), countdown=delay)
 
 
-_MEMBER_PAGE = TypeAdapter(list[CustomerTiny])
+def _staged_rows(run_id: int, members: list[ListMemberRecord]) -> Iterator[tuple[Any, ...]]:
+    """The staging rows of the members, in STAGED_COLUMNS order."""
+    for m in members:
+        yield (run_id, m["id"], m.get("email"), m.get("firstName"), m.get("lastName"),
+               m.get("phoneNumber"))  # fmt: skip
 
 
-def _members(items: list[dict[str, Any]]) -> list[CustomerTiny]:
+def _members(unread: UnreadPage) -> list[ListMemberRecord]:
+    """The page's members, validated; an unreadable member is left out (and logged). Raises
+    LokeError if the body is not a JSON list at all."""
     try:
-        return _MEMBER_PAGE.validate_python(items)  # one call for the page: the usual case
+        # Parsed and validated in one pass, straight from the bytes: the usual case.
+        return MEMBER_PAGE.validate_json(unread.answer.content)
     except ValidationError:
-        pass  # some member is unreadable: find it, keep the rest
+        pass  # some member is unreadable (or the body is): find out which, keep the rest
     members = []
-    for item in items:
+    for item in unread.parsed().items:
         try:
-            members.append(CustomerTiny.model_validate(item))
+            members.append(MEMBER.validate_python(item))
         except ValidationError:
             log.warning(
                 "unreadable list member %r", item.get("id") if isinstance(item, dict) else None

@@ -97,7 +97,7 @@ def test_pages_staged_out_of_order_complete_the_run_only_when_every_page_is_in(
     # The task of page 1 dies after sending the task of page 2, before staging its own page.
     real_stage = list_pages._stage
 
-    def dies(*args: Any) -> Any:
+    def dies(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("worker killed")
 
     monkeypatch.setattr(list_pages, "_stage", dies)
@@ -173,3 +173,18 @@ def test_the_tasks_of_a_run_that_stopped_record_and_stage_nothing(
     assert the_run(services, started.run_id).pages == 1
     assert lists.clear_stale_staging(services) == 2  # page 0's two members
     assert count(services, ListRunPage) == 0
+
+
+def test_an_unreadable_member_is_left_out_and_the_rest_of_its_page_staged(
+    app: Flask, client: FlaskClient, loke: FakeLoke, dispatcher: RecordingDispatcher
+) -> None:
+    services = services_of(app)
+    broken = make_customer("Q003", NOW) | {"email": "x" * 2000}  # longer than any LOKE field
+    loke.upsert_customer(ORG, broken)
+    [started] = lists.start_chosen(services, ORG)
+    run_task(app, page_tasks(dispatcher)[-1])
+    for _ in range(3):
+        run_task(app, page_tasks(dispatcher)[-1])
+    run = the_run(services, started.run_id)
+    assert (run.status, run.pages, run.members, run.adds) == ("finished", 4, 6, 6)
+    assert stored(services) == set(IDS) - {"Q003"}
