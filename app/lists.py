@@ -52,11 +52,12 @@ def start(services: Services, org_id: str, list_id: str) -> Started:
             running = _running(session, org_id, list_id)
             if running is not None:
                 return Started(list_id, running.id, False)
+            first_page = MEMBERS.format(org_id=org_id, list_id=list_id)
             run = ListSyncRun(
                 org_id=org_id,
                 list_id=list_id,
                 status="running",
-                next_url=MEMBERS.format(org_id=org_id, list_id=list_id),
+                next_url=first_page,
                 pages=0,
                 members=0,
                 adds=0,
@@ -67,7 +68,7 @@ def start(services: Services, org_id: str, list_id: str) -> Started:
             )
             session.add(run)
             session.flush()
-            session.add(ListRunPage(run_id=run.id, seq=0, url=run.next_url, last=False))
+            session.add(ListRunPage(run_id=run.id, seq=0, url=first_page, last=False))
             _list_row(session, org_id, list_id).last_run_id = run.id
             run_id = run.id
     except IntegrityError:

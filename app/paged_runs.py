@@ -40,7 +40,6 @@ def fetch(
     model: type[PagedRun],
     run_id: int,
     task_name: str,
-    not_found_status: str = "failed",
     url: str | None = None,
     previous_url: str | None = None,
 ) -> Fetched | None:
@@ -59,7 +58,7 @@ def fetch(
     try:
         return Fetched(org_id, url, loke.get_page(paginator))
     except LokeError as exc:
-        _failed(services, model, run_id, url, exc, task_name, not_found_status)
+        _failed(services, model, run_id, url, exc, task_name)
         return None
 
 
@@ -84,16 +83,14 @@ def send_next(services: Services, task_name: str, run_id: int, fetched: Fetched)
         services.dispatcher.send(task_name, (run_id, fetched.page.next_url, fetched.url))
 
 
-def advance(run: PagedRun, fetched: Fetched) -> bool:
-    """Move the checkpoint past the page just applied; True when that was the last page."""
+def advance(run: PagedRun, fetched: Fetched) -> None:
+    """Move the checkpoint past the page just applied (the run finishes after the last)."""
     run.previous_url, run.next_url = fetched.url, fetched.page.next_url
     run.pages += 1
     run.attempts, run.last_error = 0, None
     run.updated_at = utcnow()
     if fetched.page.next_url is None:
         run.status, run.finished_at = "finished", run.updated_at
-        return True
-    return False
 
 
 def _failed(
@@ -103,13 +100,12 @@ def _failed(
     url: str,
     exc: LokeError,
     task_name: str,
-    not_found_status: str,
 ) -> None:
     with services.db.transaction() as session:
         run = session.get(model, run_id, with_for_update=True)
         if run is None or run.status != "running" or run.next_url != url:
             return
-        delay = record_failure(services, run, url, exc, not_found_status)
+        delay = record_failure(services, run, url, exc, not_found_status="failed")
     if delay is not None:
         services.dispatcher.send(task_name, (run_id,), countdown=delay)
 
