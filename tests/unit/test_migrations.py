@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from app.db import make_engine
-from app.migrate import upgrade
+from app.migrate import alembic_config, upgrade
 from app.models import Base
 
 
@@ -27,3 +28,32 @@ def schema_differences(url: str) -> list[object]:
 
 def test_migrations_match_the_models_on_sqlite(tmp_path: Path) -> None:
     assert schema_differences(f"sqlite:///{tmp_path / 'schema.sqlite'}") == []
+
+
+def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'upgrade.sqlite'}")
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0005")
+            connection.exec_driver_sql(
+                "INSERT INTO list_sync_runs (org_id, list_id, status, next_url, pages, members,"
+                " adds, removes, attempts, started_at, updated_at) VALUES ('o', 'L1', 'running',"
+                " '/members?after=2', 1, 2, 0, 0, 0, '2026-11-29 09:00', '2026-11-29 09:00')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
+            )
+            command.upgrade(config, "head")
+            status, error = connection.exec_driver_sql(
+                "SELECT status, last_error FROM list_sync_runs"
+            ).one()
+            staged = connection.exec_driver_sql("SELECT count(*) FROM list_staging").scalar()
+    finally:
+        engine.dispose()
+    assert status == "failed"
+    assert "interrupted by an upgrade" in error
+    assert staged == 0
