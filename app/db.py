@@ -79,6 +79,9 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._local = threading.local()
+        # Every thread's own connection, so that dispose() closes them all, not only its own.
+        self._kept: list[tuple[int, psycopg.Connection[Any]]] = []
+        self._kept_lock = threading.Lock()
         self._libpq_url = self.engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
@@ -109,12 +112,16 @@ class Database:
             own = None
         try:
             if own is None or own[1].closed:
+                self._forget(own)
                 own = (os.getpid(), psycopg.connect(self._libpq_url, autocommit=True))
                 self._local.connection = own
+                with self._kept_lock:
+                    self._kept.append(own)
             row = own[1].execute(sql["postgresql"], params).fetchone()
         except psycopg.Error as exc:
             self._local.connection = None
             if own is not None:
+                self._forget(own)
                 with suppress(psycopg.Error):
                     own[1].close()
             raise DatabaseUnavailable(type(exc).__name__) from exc
@@ -144,10 +151,19 @@ class Database:
                 conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
             conn.commit()
 
+    def _forget(self, own: tuple[int, psycopg.Connection[Any]] | None) -> None:
+        with self._kept_lock:
+            if own in self._kept:
+                self._kept.remove(own)
+
     def dispose(self) -> None:
-        own = getattr(self._local, "connection", None)
-        if own is not None and own[0] == os.getpid():
-            own[1].close()
+        """Close every connection: the engine's pool and those the threads of this process
+        keep (a thread using one again afterwards opens a new one)."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        for pid, connection in kept:
+            if pid == os.getpid():  # (one inherited across a fork is the parent's to close)
+                connection.close()
         self._local.connection = None
         self.engine.dispose()
 
