@@ -84,6 +84,26 @@ def test_one_token_serves_many_calls_and_is_shared_through_redis(
     assert loke.token_requests == 1
 
 
+def test_each_process_keeps_the_shared_token_until_the_expiry_redis_gave_it(
+    loke: FakeLoke, http: requests.Session
+) -> None:
+    loke.add_org(ORG)
+    loke.token_ttl = 1  # kept for half a second (its life is shorter than the refresh margin)
+    shared = fakeredis.FakeRedis()
+    first = client_for(loke, http, RedisTokenCache(shared, LOKE_CLIENT_ID))
+    second = client_for(loke, http, RedisTokenCache(shared, LOKE_CLIENT_ID))
+    first.subscriptions(ORG)
+    second.subscriptions(ORG)  # the token from Redis, with its time left
+    shared.flushall()  # no round trip to Redis per call: each process has its copy
+    first.subscriptions(ORG)
+    second.subscriptions(ORG)
+    assert loke.token_requests == 1
+    time.sleep(0.6)  # both copies expired with the token
+    first.subscriptions(ORG)
+    second.subscriptions(ORG)
+    assert loke.token_requests == 2
+
+
 def test_a_token_is_renewed_before_it_expires(loke: FakeLoke, http: requests.Session) -> None:
     loke.add_org(ORG)
     loke.token_ttl = 1  # shorter than the refresh margin: kept for half its life only
