@@ -1,7 +1,8 @@
 """Customer lists: opt-in membership, resynced by a full re-read and a diff computed in SQL.
 
 LOKE has no list webhooks and no way to see what changed, so each resync reads every member
-page (one task per page, `list_pages`) into a staging table keyed by the run. When the last page
+page (one reader following X-Next-Page, then one task per page, `list_pages`) into a staging
+table keyed by the run. When the last page
 is in, one transaction compares staging with the stored membership (`list_diff`), marks
 `list.add` and `list.remove` in the outbox and swaps the stored membership. A run that dies
 half-way leaves the stored membership untouched; the sweeper resumes it from its checkpoint.
@@ -30,7 +31,7 @@ from app.models import (
     Organization,
 )
 from app.services import Services
-from app.task_names import LISTS_PAGE
+from app.task_names import LISTS_READ
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,6 @@ def start(services: Services, org_id: str, list_id: str) -> Started:
             )
             session.add(run)
             session.flush()
-            session.add(ListRunPage(run_id=run.id, seq=0, url=first_page, last=False))
             _list_row(session, org_id, list_id).last_run_id = run.id
             run_id = run.id
     except IntegrityError:
@@ -78,7 +78,7 @@ def start(services: Services, org_id: str, list_id: str) -> Started:
             if running is None:
                 raise
             return Started(list_id, running.id, False)
-    services.dispatcher.send(LISTS_PAGE, (run_id,))
+    services.dispatcher.send(LISTS_READ, (run_id,))
     return Started(list_id, run_id, True)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -293,12 +294,12 @@ class ListStaging(Base):
 
 
 class ListRunPage(Base):
-    """One member page of a resync: recorded when its URL is known (by the task of the page
-    before it, which sends its task), staged by its own task.
+    """One member page of a resync, as the run's reader read it: its URL, the next page's URL
+    (None on the last page) and its body, kept until its own task has staged it.
 
-    Pages are staged concurrently, each in its own transaction, while the next ones are read:
-    these rows are the run's checkpoint. The run is complete when the last page (no
-    X-Next-Page) and every page before it are staged.
+    Pages are staged concurrently, each in its own transaction, while the reader reads on:
+    these rows are the run's checkpoint. The run is complete when the last page and every page
+    before it are staged.
     """
 
     __tablename__ = "list_run_pages"
@@ -306,8 +307,9 @@ class ListRunPage(Base):
     run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text)
+    next_url: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
     members: Mapped[int | None] = mapped_column(Integer)  # None until staged
-    last: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ListSyncRun(PagedRun, Base):

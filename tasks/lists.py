@@ -1,26 +1,29 @@
-"""Tasks of the `lists` queue: member pages of list resyncs, the due-list dispatcher."""
+"""Tasks of the `lists` queue: the reader and the pages of list resyncs, the due-list dispatcher."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from app import list_pages, lists, loke_client, paged_runs, services
+from app import list_pages, list_reader, lists, loke_client, paged_runs, services
 from app.models import ListSyncRun
-from app.task_names import LISTS_DUE, LISTS_PAGE, LISTS_SWEEP
+from app.task_names import LISTS_DUE, LISTS_READ, LISTS_STAGE, LISTS_SWEEP
 
 
-@shared_task(name=LISTS_PAGE)
-def page(
-    run_id: int, url: str | None = None, previous_url: str | None = None, seq: int | None = None
-) -> None:
-    list_pages.run_page(services(), loke_client(), run_id, url, previous_url, seq)
+@shared_task(name=LISTS_READ)
+def read(run_id: int) -> None:
+    list_reader.read_pages(services(), loke_client(), run_id)
+
+
+@shared_task(name=LISTS_STAGE)
+def stage(run_id: int, seq: int, refetch: bool = False) -> None:
+    list_pages.stage_page(services(), loke_client(), run_id, seq, refetch)
 
 
 @shared_task(name=LISTS_SWEEP)
 def sweep() -> None:
     found = services()
     for run_id in paged_runs.stalled(found, ListSyncRun):
-        found.dispatcher.send(LISTS_PAGE, (run_id,))
+        list_pages.resume(found, run_id)
     lists.clear_stale_staging(found)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -43,13 +44,19 @@ class UnreadPage:
     answer: requests.Response
 
     def parsed(self) -> Page:
-        try:
-            items = self.answer.json()
-        except ValueError as exc:  # a body cut short or garbled: worth another GET
-            raise LokeError(f"LOKE GET {self.url}: unreadable body ({exc})") from exc
-        if not isinstance(items, list):
-            raise LokeError(f"LOKE GET {self.url}: expected a list, got {type(items).__name__}")
-        return Page(items, self.url, self.next_url)
+        return Page(page_items(self.url, self.answer.content), self.url, self.next_url)
+
+
+def page_items(url: str, body: bytes) -> list[Any]:
+    """The items of a page's body, which must be a JSON list. Raises a retryable LokeError
+    otherwise: a body cut short or garbled is worth another GET."""
+    try:
+        items = json.loads(body)
+    except ValueError as exc:
+        raise LokeError(f"LOKE GET {url}: unreadable body ({exc})") from exc
+    if not isinstance(items, list):
+        raise LokeError(f"LOKE GET {url}: expected a list, got {type(items).__name__}")
+    return items
 
 
 class LokeClient:

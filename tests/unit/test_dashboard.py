@@ -21,7 +21,7 @@ from app.migrate import upgrade
 from app.models import BackfillRun
 from app.processing import drain_inbox
 from app.services import Services
-from app.task_names import BACKFILL_PAGE, LISTS_PAGE
+from app.task_names import BACKFILL_PAGE, LISTS_READ
 from app.web.dashboard_format import duration, safe_url
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -297,7 +297,7 @@ def test_list_toggles_choose_lists_and_sync_now_starts_them(
     assert client.get(f"/api/orgs/{ORG}", headers=AUTH).json["lists"] == ["L1"]  # type: ignore[index]
     answer = client.post(f"/orgs/{ORG}/lists/sync", data={"csrf": signed_in})
     assert "1 started" in flashed(client, answer)
-    assert LISTS_PAGE in dispatcher.names()
+    assert LISTS_READ in dispatcher.names()
     answer = client.post(f"/orgs/{ORG}/lists/L1/choice", data={"csrf": signed_in, "synced": "off"})
     assert "no longer synced" in flashed(client, answer)
     assert client.get(f"/api/orgs/{ORG}", headers=AUTH).json["lists"] == []  # type: ignore[index]

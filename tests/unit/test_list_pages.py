@@ -1,6 +1,6 @@
-"""Member pages of a resync staged side by side: each task records the next page and sends its task
-before it stages its own; the run completes when the last page and every page before it are in,
-whatever order they were staged in (on SQLite and on PostgreSQL)."""
+"""Member pages of a resync: one reader stores each page and sends its task, page tasks stage
+side by side; the run completes when the last page and every page before it are in, whatever
+order they were staged in (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from app import list_pages, lists, loke_client
+from app import list_pages, list_reader, lists
 from app.config import Settings
+from app.loke.client import LokeClient
+from app.loke.errors import LokeError
 from app.models import ListMember, ListRunPage, ListStaging, ListSyncRun, OutboxEntry
 from app.services import Services
-from app.task_names import DELIVERY_FLUSH, LISTS_PAGE
+from app.task_names import DELIVERY_FLUSH, LISTS_READ, LISTS_STAGE
 from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
 from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
+from tests.support.list_tasks import ListTasks, run_task
 
 ORG = "org-pages"
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -42,26 +45,27 @@ def client(app: Flask, loke: FakeLoke, crm: RecordingCrm) -> FlaskClient:
     return client
 
 
-def page_tasks(dispatcher: RecordingDispatcher) -> list[tuple[Any, ...]]:
-    return [args for name, args, _, _ in dispatcher.sent if name == LISTS_PAGE]
+@pytest.fixture
+def tasks(app: Flask, dispatcher: RecordingDispatcher) -> ListTasks:
+    return ListTasks(app, dispatcher)
 
 
-def run_task(app: Flask, args: tuple[Any, ...]) -> None:
-    with app.app_context():
-        list_pages.run_page(services_of(app), loke_client(), *args)
+@pytest.fixture
+def page_by_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each reader reads one page, then hands over to the next: a reader can 'die' between."""
+    monkeypatch.setattr(list_reader, "READ_SECONDS", -1.0)
 
 
-def run_newest(app: Flask, dispatcher: RecordingDispatcher, times: int = 1) -> None:
-    """Run the task sent last, `times` times over: the chain of pages, one page each."""
-    for _ in range(times):
-        run_task(app, page_tasks(dispatcher)[-1])
-
-
-def read_all(app: Flask, dispatcher: RecordingDispatcher) -> int:
-    """Start a resync of L1 and run its four page tasks in order; the run's id."""
+def start(app: Flask) -> int:
     [started] = lists.start_chosen(services_of(app), ORG)
-    run_newest(app, dispatcher, 4)
     return started.run_id
+
+
+def read_all(app: Flask, tasks: ListTasks) -> int:
+    """Start a resync of L1 and run its reader and page tasks; the run's id."""
+    run_id = start(app)
+    tasks.run_all()
+    return run_id
 
 
 def the_run(services: Services, run_id: int) -> ListSyncRun:
@@ -82,81 +86,134 @@ def stored(services: Services) -> set[str]:
         return set(session.scalars(select(ListMember.customer_id)))
 
 
-def test_each_task_sends_the_next_with_its_url_and_the_run_finishes(
-    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher
+def stored_pages(services: Services) -> list[tuple[int, bool, bool, int | None]]:
+    """(seq, has a next URL, has a body, members staged) of every page row."""
+    with services.db.transaction() as session:
+        rows = session.execute(
+            select(
+                ListRunPage.seq, ListRunPage.next_url, ListRunPage.body, ListRunPage.members
+            ).order_by(ListRunPage.seq)
+        ).all()
+    return [(r.seq, r.next_url is not None, r.body is not None, r.members) for r in rows]
+
+
+def test_the_reader_stores_every_page_and_sends_its_task_and_the_run_finishes(
+    app: Flask, client: FlaskClient, tasks: ListTasks
 ) -> None:
     services = services_of(app)
-    [started] = lists.start_chosen(services, ORG)
-    assert page_tasks(dispatcher)[-1] == (started.run_id,)  # the first: no URL, resumes
-    run_newest(app, dispatcher, 4)
-    tasks = page_tasks(dispatcher)
-    assert [len(args) for args in tasks] == [1, 4, 4, 4]  # the last page sends nothing
-    assert [args[3] for args in tasks[1:]] == [1, 2, 3]
-    assert tasks[3][2] == tasks[2][1]  # each names the page before it, for loop detection
-    run = the_run(services, started.run_id)
+    run_id = start(app)
+    assert tasks.pending() == [(LISTS_READ, (run_id,))]
+    tasks.run(LISTS_READ)
+    assert tasks.pending() == [(LISTS_STAGE, (run_id, seq)) for seq in range(4)]
+    assert stored_pages(services) == [
+        (0, True, True, None), (1, True, True, None), (2, True, True, None),
+        (3, False, True, None),
+    ]  # fmt: skip
+    assert the_run(services, run_id).pages == 0  # read, nothing staged yet
+    tasks.run_all()
+    run = the_run(services, run_id)
     assert (run.status, run.pages, run.members, run.adds) == ("finished", 4, 7, 7)
     assert stored(services) == set(IDS)
     assert count(services, ListStaging) == count(services, ListRunPage) == 0
 
 
 def test_pages_staged_out_of_order_complete_the_run_only_when_every_page_is_in(
-    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher, monkeypatch: Any
+    app: Flask, client: FlaskClient, tasks: ListTasks
 ) -> None:
     services = services_of(app)
-    [started] = lists.start_chosen(services, ORG)
-    run_newest(app, dispatcher)  # page 0
-    # The task of page 1 dies after sending the task of page 2, before staging its own page.
-    real_stage = list_pages._stage
-
-    def dies(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("worker killed")
-
-    monkeypatch.setattr(list_pages, "_stage", dies)
-    with pytest.raises(RuntimeError):
-        run_newest(app, dispatcher)
-    monkeypatch.setattr(list_pages, "_stage", real_stage)
-    run_newest(app, dispatcher)  # page 2
-    run_newest(app, dispatcher)  # page 3, the last: page 1 is still missing
-    run = the_run(services, started.run_id)
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    for seq in (3, 2, 0):
+        tasks.run(LISTS_STAGE, run_id, seq)
+    run = the_run(services, run_id)
     assert (run.status, run.pages, run.members) == ("running", 3, 5)
+    assert stored_pages(services)[1] == (1, True, True, None)
+    assert [p[2] for p in stored_pages(services)] == [False, True, False, False]  # bodies freed
     assert stored(services) == set()  # the membership is untouched until every page is in
-
-    # The sweeper finds the run stalled and sends its first task again: page 1 is read and
-    # staged, and that completes the run.
-    sent = len(page_tasks(dispatcher))
-    run_task(app, (started.run_id,))
-    assert len(page_tasks(dispatcher)) == sent  # every other page was staged: nothing to send
-    run = the_run(services, started.run_id)
+    tasks.run(LISTS_STAGE, run_id, 1)
+    run = the_run(services, run_id)
     assert (run.status, run.pages, run.members, run.adds) == ("finished", 4, 7, 7)
     assert stored(services) == set(IDS)
 
 
-def test_a_duplicate_page_task_stages_nothing_twice_and_sends_nothing_twice(
-    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher
+@pytest.mark.usefixtures("page_by_page")
+def test_a_reader_hands_over_to_a_fresh_one_that_reads_on(
+    app: Flask, client: FlaskClient, tasks: ListTasks
 ) -> None:
     services = services_of(app)
-    [started] = lists.start_chosen(services, ORG)
-    run_newest(app, dispatcher)
-    second = page_tasks(dispatcher)[-1]
-    run_task(app, second)
-    sent = len(dispatcher.sent)
-    run_task(app, second)  # redelivered after its worker died having done everything
-    assert len(dispatcher.sent) == sent
-    run = the_run(services, started.run_id)
-    assert (run.pages, run.members) == (2, 4)
-    assert count(services, ListStaging) == 4
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    assert tasks.pending() == [(LISTS_STAGE, (run_id, 0)), (LISTS_READ, (run_id,))]
+    assert tasks.run_all() == 7  # three more readers, four pages
+    run = the_run(services, run_id)
+    assert (run.status, run.pages, run.members) == ("finished", 4, 7)
 
 
+@pytest.mark.usefixtures("page_by_page")
+def test_a_reader_that_finds_its_page_stored_by_another_stops(
+    app: Flask, client: FlaskClient, tasks: ListTasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_of(app)
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    late = list_reader._where_to_read(services, run_id)  # a reader that is about to read page 1
+    tasks.run(LISTS_READ)  # ... while another reader stores it first
+    assert late is not None
+    assert late.seq == 1
+    sent = len(tasks.pending())
+    monkeypatch.setattr(list_reader, "_where_to_read", lambda *_: late)
+    run_task(app, (LISTS_READ, (run_id,)))
+    assert len(tasks.pending()) == sent  # it stored and sent nothing
+    assert [p[0] for p in stored_pages(services)] == [0, 1]
+
+
+def test_a_duplicate_page_task_stages_nothing_twice(
+    app: Flask, client: FlaskClient, tasks: ListTasks
+) -> None:
+    services = services_of(app)
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    tasks.run(LISTS_STAGE, run_id, 0)
+    sent = len(tasks.dispatcher.sent)
+    run_task(app, (LISTS_STAGE, (run_id, 0)))  # redelivered after its worker died having staged
+    assert len(tasks.dispatcher.sent) == sent
+    run = the_run(services, run_id)
+    assert (run.pages, run.members) == (1, 2)
+    assert count(services, ListStaging) == 2
+
+
+@pytest.mark.usefixtures("page_by_page")
+def test_a_stalled_run_is_resumed_from_its_pages(
+    app: Flask, client: FlaskClient, tasks: ListTasks
+) -> None:
+    services = services_of(app)
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    tasks.run(LISTS_READ)
+    tasks.run(LISTS_STAGE, run_id, 0)
+    # The worker dies: the task of page 1 and the next reader are lost.
+    tasks.take(LISTS_STAGE, run_id, 1)
+    tasks.take(LISTS_READ, run_id)
+    assert tasks.pending() == []
+    list_pages.resume(services, run_id)  # the sweeper found the run stalled
+    assert tasks.pending() == [(LISTS_STAGE, (run_id, 1)), (LISTS_READ, (run_id,))]
+    tasks.run_all()
+    run = the_run(services, run_id)
+    assert (run.status, run.pages, run.members, run.adds) == ("finished", 4, 7, 7)
+    assert stored(services) == set(IDS)
+
+
+@pytest.mark.usefixtures("page_by_page")
 def test_a_member_listed_on_two_pages_is_added_once(
-    app: Flask, client: FlaskClient, loke: FakeLoke, dispatcher: RecordingDispatcher
+    app: Flask, client: FlaskClient, loke: FakeLoke, tasks: ListTasks
 ) -> None:
     services = services_of(app)
-    [started] = lists.start_chosen(services, ORG)
-    run_newest(app, dispatcher)  # page 0: Q000, Q001
+    run_id = start(app)
+    tasks.run(LISTS_READ)  # page 0: Q000, Q001
     # The list changes while it is read: Q001 moves behind the offset of the next page.
     loke.set_list(ORG, "L1", "VIPs", ["Q000", "Q002", "Q001", *IDS[3:]])
-    run_newest(app, dispatcher, 3)
-    run = the_run(services, started.run_id)
+    tasks.run_all()
+    run = the_run(services, run_id)
     assert (run.status, run.members, run.adds) == ("finished", 7, 6)
     assert stored(services) == set(IDS) - {"Q002"}  # read neither time: added next time
     with services.db.transaction() as session:
@@ -166,52 +223,103 @@ def test_a_member_listed_on_two_pages_is_added_once(
     assert marked == 1
 
 
-def test_the_tasks_of_a_run_that_stopped_record_and_stage_nothing(
-    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher
+@pytest.mark.usefixtures("page_by_page")
+def test_the_tasks_of_a_run_that_stopped_store_and_stage_nothing(
+    app: Flask, client: FlaskClient, tasks: ListTasks
 ) -> None:
     services = services_of(app)
-    [started] = lists.start_chosen(services, ORG)
-    run_newest(app, dispatcher)
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    tasks.run(LISTS_STAGE, run_id, 0)
+    tasks.run(LISTS_READ)
     # The list is no longer chosen: its running sync stops at once.
     assert client.put(f"/api/orgs/{ORG}", json={"lists": []}, headers=AUTH).status_code == 200
-    assert the_run(services, started.run_id).status == "cancelled"
-    sent = len(dispatcher.sent)
-    run_newest(app, dispatcher)
-    assert len(dispatcher.sent) == sent
-    with services.db.transaction() as session:
-        assert session.scalar(select(func.max(ListRunPage.seq))) == 1  # no page 2 recorded
-    assert the_run(services, started.run_id).pages == 1
+    assert the_run(services, run_id).status == "cancelled"
+    sent = len(tasks.dispatcher.sent)
+    tasks.run_all()  # page 1's task and the next reader
+    assert len(tasks.dispatcher.sent) == sent
+    assert [p[0] for p in stored_pages(services)] == [0, 1]  # no page 2 stored
+    assert the_run(services, run_id).pages == 1
     assert lists.clear_stale_staging(services) == 2  # page 0's two members
     assert count(services, ListRunPage) == 0
 
 
 def test_an_unreadable_member_is_left_out_and_the_rest_of_its_page_staged(
-    app: Flask, client: FlaskClient, loke: FakeLoke, dispatcher: RecordingDispatcher
+    app: Flask, client: FlaskClient, loke: FakeLoke, tasks: ListTasks
 ) -> None:
     services = services_of(app)
     broken = make_customer("Q003", NOW) | {"email": "x" * 2000}  # longer than any LOKE field
     loke.upsert_customer(ORG, broken)
-    run = the_run(services, read_all(app, dispatcher))
+    run = the_run(services, read_all(app, tasks))
     assert (run.status, run.pages, run.members, run.adds) == ("finished", 4, 6, 6)
     assert stored(services) == set(IDS) - {"Q003"}
 
 
+def test_a_page_whose_body_is_unreadable_is_read_again_after_a_backoff(
+    app: Flask, client: FlaskClient, tasks: ListTasks
+) -> None:
+    services = services_of(app)
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    with services.db.transaction() as session:
+        session.execute(update(ListRunPage).where(ListRunPage.seq == 1).values(body=b'[{"id": '))
+    tasks.run(LISTS_STAGE, run_id, 1)
+    run = the_run(services, run_id)
+    assert (run.status, run.pages, run.attempts) == ("running", 0, 1)
+    assert "unreadable body" in (run.last_error or "")
+    [(name, args, _, countdown)] = tasks.dispatcher.sent[-1:]
+    assert (name, args) == (LISTS_STAGE, (run_id, 1, True))
+    assert countdown > 0
+    tasks.run_all()
+    run = the_run(services, run_id)
+    assert (run.status, run.members, run.attempts) == ("finished", 7, 0)
+
+
+def test_a_failed_read_is_tried_again_after_a_backoff_from_the_page_that_failed(
+    app: Flask, client: FlaskClient, tasks: ListTasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_of(app)
+    run_id = start(app)
+    real = LokeClient.get_unread_page
+    calls = {"n": 0}
+
+    def flaky(self: Any, paginator: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise LokeError("LOKE unreachable")
+        return real(self, paginator)
+
+    monkeypatch.setattr(LokeClient, "get_unread_page", flaky)
+    tasks.run(LISTS_READ)
+    assert [p[0] for p in stored_pages(services)] == [0, 1]
+    [(name, args, _, countdown)] = tasks.dispatcher.sent[-1:]
+    assert (name, args) == (LISTS_READ, (run_id,))
+    assert countdown > 0
+    assert the_run(services, run_id).attempts == 1
+    tasks.run_all()
+    run = the_run(services, run_id)
+    assert (run.status, run.pages, run.members) == ("finished", 4, 7)
+
+
+@pytest.mark.usefixtures("page_by_page")
 def test_disconnecting_cancels_a_running_resync(
-    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher
+    app: Flask, client: FlaskClient, tasks: ListTasks
 ) -> None:
     services = services_of(app)
-    [started] = lists.start_chosen(services, ORG)
-    run_newest(app, dispatcher)
+    run_id = start(app)
+    tasks.run(LISTS_READ)
     assert client.delete(f"/api/orgs/{ORG}", headers=AUTH).status_code == 200
-    assert the_run(services, started.run_id).status == "cancelled"
+    assert the_run(services, run_id).status == "cancelled"
 
 
+@pytest.mark.usefixtures("page_by_page")
 def test_staging_of_a_run_purged_with_its_organization_is_cleared_by_the_sweeper(
-    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher
+    app: Flask, client: FlaskClient, tasks: ListTasks
 ) -> None:
     services = services_of(app)
-    lists.start_chosen(services, ORG)
-    run_newest(app, dispatcher)
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    tasks.run(LISTS_STAGE, run_id, 0)
     assert client.delete(f"/api/orgs/{ORG}?purge=true", headers=AUTH).status_code == 200
     assert count(services, ListSyncRun) == 0
     assert lists.clear_stale_staging(services) == 2  # page 0's two members, of no run now
@@ -222,7 +330,7 @@ def test_staging_of_a_run_purged_with_its_organization_is_cleared_by_the_sweeper
 def test_after_a_big_diff_the_tables_are_analyzed_before_delivery_is_kicked(
     app: Flask,
     client: FlaskClient,
-    dispatcher: RecordingDispatcher,
+    tasks: ListTasks,
     monkeypatch: pytest.MonkeyPatch,
     big_diff: int,
     outright: bool,
@@ -235,13 +343,13 @@ def test_after_a_big_diff_the_tables_are_analyzed_before_delivery_is_kicked(
     refresh = services.db.refresh_statistics
 
     def recorded(*tables: str, only_if_stale: bool = False) -> None:
-        refreshed.append((only_if_stale, DELIVERY_FLUSH in dispatcher.names()))
+        refreshed.append((only_if_stale, DELIVERY_FLUSH in tasks.dispatcher.names()))
         refresh(*tables, only_if_stale=only_if_stale)
 
     monkeypatch.setattr(services.db, "refresh_statistics", recorded)
-    read_all(app, dispatcher)  # the first sync: 7 members added
+    read_all(app, tasks)  # the first sync: 7 members added
     assert refreshed == [(not outright, False)]
-    assert DELIVERY_FLUSH in dispatcher.names()
+    assert DELIVERY_FLUSH in tasks.dispatcher.names()
     with services.db.engine.connect() as connection:
         analyses = connection.exec_driver_sql(
             "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'outbox'"

@@ -11,14 +11,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import list_pages, lists, loke_client
+from app import list_pages, list_reader, lists
 from app.config import Settings
 from app.delivery.sender import flush_org
 from app.models import ListMember, ListStaging, ListSyncRun
 from app.services import Services
+from app.task_names import LISTS_READ, LISTS_STAGE
 from tests.conftest import AUTH, destination, services_of
 from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
+from tests.support.list_tasks import ListTasks, run_task
 
 ORG = "org-lists"
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -43,16 +45,24 @@ def client(app: Flask, loke: FakeLoke, crm: RecordingCrm) -> FlaskClient:
 
 
 def resync(app: Flask) -> list[ListSyncRun]:
-    """What the lists queue does: every page task of every chosen list, until each run ends."""
+    """What the lists queue does: start a resync of every chosen list (a run already going is
+    resumed, as the sweeper would), then run its reader and page tasks until each run ends."""
     services = services_of(app)
+    tasks = ListTasks.from_now(app)
     started = lists.start_chosen(services, ORG)
-    with app.app_context():
-        for s in started:
-            for _ in range(100):
-                list_pages.run_page(services, loke_client(), s.run_id)
-                if run_of(services, s.run_id).status != "running":
-                    break
+    for s in started:
+        if not s.started:
+            list_pages.resume(services, s.run_id)
+    tasks.run_all()
     return [run_of(services, s.run_id) for s in started]
+
+
+def first_page_only(app: Flask, run_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's first page is read and staged; then its worker dies (what it sent is lost)."""
+    monkeypatch.setattr(list_reader, "READ_SECONDS", -1.0)
+    tasks = ListTasks.from_now(app)
+    run_task(app, (LISTS_READ, (run_id,)))
+    tasks.run(LISTS_STAGE, run_id, 0)
 
 
 def run_of(services: Services, run_id: int) -> ListSyncRun:
@@ -137,7 +147,11 @@ def test_the_next_sync_sends_exactly_the_changes(
 
 
 def test_a_run_that_dies_half_way_leaves_membership_untouched_and_a_rerun_finishes(
-    app: Flask, client: FlaskClient, loke: FakeLoke, crm: RecordingCrm
+    app: Flask,
+    client: FlaskClient,
+    loke: FakeLoke,
+    crm: RecordingCrm,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     services = services_of(app)
     loke.page_size = 2
@@ -145,15 +159,14 @@ def test_a_run_that_dies_half_way_leaves_membership_untouched_and_a_rerun_finish
     deliver(app)
     loke.set_list(ORG, "L1", "VIPs", IDS[2:8])
     [first, _] = lists.start_chosen(services, ORG)
-    with app.app_context():
-        list_pages.run_page(services, loke_client(), first.run_id)  # one page; then the worker dies
+    first_page_only(app, first.run_id, monkeypatch)
     with services.db.transaction() as session:
         stored = set(session.scalars(select(ListMember.customer_id).where(
             ListMember.list_id == "L1")))  # fmt: skip
     assert stored == set(IDS[:6])
     again = lists.start(services, ORG, "L1")
     assert (again.run_id, again.started) == (first.run_id, False)  # the running row is the lock
-    resync(app)  # the sweeper's task would do the same: continue from the checkpoint
+    resync(app)  # resumed from the checkpoint, as the sweeper would
     deliver(app)
     assert crm.list_members[(ORG, "L1")] == set(IDS[2:8])
     with services.db.transaction() as session:
@@ -207,21 +220,22 @@ def test_a_list_removed_from_the_choice_stops_its_running_sync(
     app: Flask, client: FlaskClient, loke: FakeLoke
 ) -> None:
     services = services_of(app)
-    [run, _] = lists.start_chosen(services, ORG)
+    tasks = ListTasks.from_now(app)
+    [run, other] = lists.start_chosen(services, ORG)
     assert client.put(f"/api/orgs/{ORG}", json={"lists": ["L2"]}, headers=AUTH).status_code == 200
-    with app.app_context():
-        list_pages.run_page(services, loke_client(), run.run_id)
     assert run_of(services, run.run_id).status == "cancelled"
+    tasks.run_all()  # its reader reads nothing; L2's finishes
+    assert run_of(services, run.run_id).status == "cancelled"
+    assert run_of(services, other.run_id).status == "finished"
 
 
 def test_staging_of_a_run_that_stopped_half_way_is_cleared_by_the_sweeper(
-    app: Flask, client: FlaskClient, loke: FakeLoke
+    app: Flask, client: FlaskClient, loke: FakeLoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services = services_of(app)
     loke.page_size = 2
     [first, _] = lists.start_chosen(services, ORG)
-    with app.app_context():
-        list_pages.run_page(services, loke_client(), first.run_id)  # one page staged
+    first_page_only(app, first.run_id, monkeypatch)
     assert lists.clear_stale_staging(services) == 0  # still running: its staging is kept
     with services.db.transaction() as session:
         run = session.get(ListSyncRun, first.run_id)

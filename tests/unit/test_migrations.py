@@ -57,3 +57,47 @@ def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
     assert status == "failed"
     assert "interrupted by an upgrade" in error
     assert staged == 0
+
+
+def test_0007_stops_a_list_resync_running_across_it_and_its_pages_hold_bodies_after(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'upgrade.sqlite'}")
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006")
+            connection.exec_driver_sql(
+                "INSERT INTO list_sync_runs (org_id, list_id, status, next_url, pages, members,"
+                " adds, removes, attempts, started_at, updated_at) VALUES ('o', 'L1', 'running',"
+                " '/members', 1, 2, 0, 0, 0, '2026-11-29 09:00', '2026-11-29 09:00')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO list_run_pages (run_id, seq, url, members, last)"
+                " VALUES (1, 0, '/members', 2, false), (1, 1, '/members?after=2', NULL, false)"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
+            )
+            command.upgrade(config, "0007")
+            status, error = connection.exec_driver_sql(
+                "SELECT status, last_error FROM list_sync_runs"
+            ).one()
+            left = connection.exec_driver_sql(
+                "SELECT (SELECT count(*) FROM list_run_pages), (SELECT count(*) FROM list_staging)"
+            ).one()
+            connection.exec_driver_sql(
+                "INSERT INTO list_run_pages (run_id, seq, url, next_url, body)"
+                " VALUES (2, 0, '/members', NULL, x'5b5d')"
+            )
+            command.downgrade(config, "0006")
+            after_downgrade = connection.exec_driver_sql(
+                "SELECT count(*) FROM list_run_pages"
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert status == "failed"
+    assert "revision 0007" in error
+    assert tuple(left) == (0, 0)
+    assert after_downgrade == 0  # run 2 is not running: its page goes

@@ -1,0 +1,67 @@
+"""The `lists` queue in fast tests: runs the reader and page tasks a RecordingDispatcher holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from app import list_pages, list_reader, loke_client
+from app.task_names import LISTS_READ, LISTS_STAGE
+from tests.conftest import RecordingDispatcher, services_of
+
+Task = tuple[str, tuple[Any, ...]]
+
+
+class ListTasks:
+    """The list tasks sent so far and not run yet by this object, in the order they were sent."""
+
+    def __init__(self, app: Flask, dispatcher: RecordingDispatcher, since: int = 0) -> None:
+        self.app = app
+        self.dispatcher = dispatcher
+        self.taken = since  # how much of dispatcher.sent has been looked at
+        self.waiting: list[Task] = []
+
+    @classmethod
+    def from_now(cls, app: Flask) -> ListTasks:
+        """Only tasks sent from now on (those sent before are as good as lost)."""
+        dispatcher = services_of(app).dispatcher
+        assert isinstance(dispatcher, RecordingDispatcher)
+        return cls(app, dispatcher, len(dispatcher.sent))
+
+    def pending(self) -> list[Task]:
+        fresh = self.dispatcher.sent[self.taken :]
+        self.taken = len(self.dispatcher.sent)
+        self.waiting += [(n, a) for n, a, _, _ in fresh if n in (LISTS_READ, LISTS_STAGE)]
+        return list(self.waiting)
+
+    def take(self, name: str, *args: Any) -> Task:
+        """The first waiting task of that name (whose arguments start with `args`)."""
+        for task in self.pending():
+            if task[0] == name and task[1][: len(args)] == args:
+                self.waiting.remove(task)
+                return task
+        raise AssertionError(f"no {name}{args} waiting in {self.waiting}")
+
+    def run(self, name: str, *args: Any) -> None:
+        """Run the first waiting task of that name (whose arguments start with `args`)."""
+        run_task(self.app, self.take(name, *args))
+
+    def run_all(self, limit: int = 1000) -> int:
+        """Run waiting tasks, and those they send, in order until none is left; how many ran."""
+        for ran in range(limit):
+            if not self.pending():
+                return ran
+            run_task(self.app, self.waiting.pop(0))
+        raise AssertionError(f"list tasks still waiting after {limit}")
+
+
+def run_task(app: Flask, task: Task) -> None:
+    """What the worker does with one list task."""
+    name, args = task
+    services = services_of(app)
+    with app.app_context():
+        if name == LISTS_READ:
+            list_reader.read_pages(services, loke_client(), *args)
+        else:
+            list_pages.stage_page(services, loke_client(), *args)
