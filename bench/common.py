@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import re
 import signal
 import socket
@@ -405,6 +406,57 @@ def tree_hwm_kb(pid: int) -> int:
     """Sum of each process's own peak RSS (VmHWM) over the tree, in kB: an upper bound on the
     tree's peak, exact when there is a single process."""
     return sum(_status_kb(p, "VmHWM") for p in process_tree(pid))
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds these processes have used so far (one gone counts 0)."""
+    ticks = 0
+    for pid in pids:
+        with suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    """Every process whose command is exactly `name` (postgres, redis-server)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        with suppress(OSError):
+            if stat.read_text().strip() == name:
+                found.append(int(stat.parent.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between `start` and `stop`: where a measured
+    interval's CPU went, on a machine whose two cores everything shares."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.used: dict[str, float] = {}
+        self._pids: dict[str, list[int]] = {}
+        self._began: dict[str, float] = {}
+        self._wall = 0.0
+        self.wall = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._pids = {name: find() for name, find in self.groups.items()}
+        self._began = {name: cpu_seconds(pids) for name, pids in self._pids.items()}
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.monotonic() - self._wall
+        for name, find in self.groups.items():
+            pids = sorted(set(self._pids[name]) | set(find()))  # (new ones count from 0)
+            self.used[name] = cpu_seconds(pids) - self._began[name]
+
+    def describe(self) -> str:
+        total = sum(self.used.values())
+        parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in self.used.items())
+        cores = total / self.wall if self.wall else 0.0
+        return f"CPU s {parts}; total {total:.2f} in {self.wall:.2f} s wall ({cores:.2f} cores)"
 
 
 class RssSampler:

@@ -42,11 +42,14 @@ import requests
 from bench.common import (
     CRM_SECRET,
     BenchStack,
+    CpuMeter,
     RssSampler,
     WorkerSettings,
     bench_stack,
     median,
+    pids_named,
     print_table,
+    process_tree,
     start_gunicorn,
     start_workers,
     stop_services,
@@ -263,16 +266,17 @@ def post_sync(bench: BenchStack, org: str) -> int:
     return int(runs[0]["runId"])
 
 
-def run_state(database_url: str, org: str, run_id: int) -> tuple[str, Any, int, int, int, int]:
+def run_state(
+    connection: psycopg.Connection[Any], org: str, run_id: int
+) -> tuple[str, Any, int, int, int, int]:
     """(status, finished_at, pages, adds, removes, pending outbox rows of the org)."""
-    with psycopg.connect(database_url) as connection:
-        row = connection.execute(
-            "SELECT status, finished_at, pages, adds, removes FROM list_sync_runs WHERE id = %s",
-            (run_id,),
-        ).fetchone()
-        pending = connection.execute(
-            "SELECT count(*) FROM outbox WHERE org_id = %s AND pending", (org,)
-        ).fetchone()
+    row = connection.execute(
+        "SELECT status, finished_at, pages, adds, removes FROM list_sync_runs WHERE id = %s",
+        (run_id,),
+    ).fetchone()
+    pending = connection.execute(
+        "SELECT count(*) FROM outbox WHERE org_id = %s AND pending", (org,)
+    ).fetchone()
     assert row is not None
     assert pending is not None
     return str(row[0]), row[1], int(row[2]), int(row[3]), int(row[4]), int(pending[0])
@@ -281,26 +285,29 @@ def run_state(database_url: str, org: str, run_id: int) -> tuple[str, Any, int, 
 def sync_and_wait(
     bench: BenchStack, sink: ListSink, org: str, timeout: float, label: str
 ) -> SyncResult:
-    """POST /lists/sync, then wait until the run finished and nothing is pending for the org."""
+    """POST /lists/sync, then wait until the run finished and nothing is pending for the org.
+    Polled on one connection kept open (a connection a poll would fork a server backend 20
+    times a second, on the cores the resync runs on)."""
     sink.new_phase(org)
-    began = time.time()
-    run_id = post_sync(bench, org)
-    deadline = time.monotonic() + timeout
-    last_report = time.monotonic()
-    while True:
-        status, finished_at, pages, adds, removes, pending = run_state(
-            bench.database_url, org, run_id
-        )
-        if status not in ("running", "finished"):
-            raise RuntimeError(f"{label}: run {run_id} ended {status}")
-        if status == "finished" and pending == 0:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{label}: not done after {timeout:.0f} s ({status}, {pending=})")
-        if time.monotonic() - last_report > 30:
-            print(f"  {label}: {status}, {pages} pages, {pending} pending", flush=True)
-            last_report = time.monotonic()
-        time.sleep(0.05)
+    with psycopg.connect(bench.database_url, autocommit=True) as connection:
+        began = time.time()
+        run_id = post_sync(bench, org)
+        deadline = time.monotonic() + timeout
+        last_report = time.monotonic()
+        while True:
+            status, finished_at, pages, adds, removes, pending = run_state(connection, org, run_id)
+            if status not in ("running", "finished"):
+                raise RuntimeError(f"{label}: run {run_id} ended {status}")
+            if status == "finished" and pending == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{label}: not done after {timeout:.0f} s ({status}, {pending=})"
+                )
+            if time.monotonic() - last_report > 30:
+                print(f"  {label}: {status}, {pages} pages, {pending} pending", flush=True)
+                last_report = time.monotonic()
+            time.sleep(0.05)
     time.sleep(1.0)  # anything delivered after "nothing pending" would be counted (and wrong)
     phase = sink.phase(org)
     finished = finished_at.timestamp()
@@ -390,10 +397,18 @@ def run_size(
         members_now = [m for m in ids if m not in gone] + new
         bench.loke.set_list(org, LIST_ID, "Bench list", members_now)
 
-        raw1, raw_pages, raw_bytes = raw_get_pages(bench.loke.url, org, LIST_ID)
-        print(f"  raw GET: {raw1:.2f} s for {raw_pages} pages", flush=True)
-        with RssSampler(pids) as second_rss:
+        cpu_groups = {
+            "workers": lambda: [p for pid in pids for p in process_tree(pid)],
+            "postgres": lambda: pids_named("postgres"),
+            "redis": lambda: pids_named("redis-server"),
+            "bench (fake LOKE, CRM)": lambda: [os.getpid()],
+        }
+        with CpuMeter(cpu_groups) as raw_cpu:
+            raw1, raw_pages, raw_bytes = raw_get_pages(bench.loke.url, org, LIST_ID)
+        print(f"  raw GET: {raw1:.2f} s for {raw_pages} pages; {raw_cpu.describe()}", flush=True)
+        with RssSampler(pids) as second_rss, CpuMeter(cpu_groups) as resync_cpu:
             second = sync_and_wait(bench, sink, org, 120 + n / 200, f"resync {n:,}")
+        print(f"  resync: {resync_cpu.describe()} (with 1 s of settling)", flush=True)
         hwm = max(tree_hwm_kb(pid) for pid in pids)
         raw2, _, _ = raw_get_pages(bench.loke.url, org, LIST_ID)
         print(f"  resync: {second.seconds:.2f} s; raw GET again: {raw2:.2f} s", flush=True)
