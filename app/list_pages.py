@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from app import dialect_sql, list_diff, logs
 from app.db import utcnow
 from app.events import MEMBER, MEMBER_PAGE, ListMemberRecord
-from app.list_reader import StoredPage, run_failed
+from app.list_reader import run_failed
 from app.loke.client import LokeClient, page_items
 from app.loke.errors import LokeError
 from app.metrics import PAGES
@@ -49,11 +49,11 @@ def stage_page(
     stored = _stored(services, run_id, seq)
     if stored is None:
         return  # staged already (a duplicate of this task), or cleared with its run
+    url, body = stored
     try:
-        body = loke.request("GET", stored.url).content if refetch else stored.body
-        members = _members(stored.url, body)
+        members = _members(url, loke.request("GET", url).content if refetch else body)
     except LokeError as exc:
-        run_failed(services, run_id, stored.url, exc, LISTS_STAGE, (run_id, seq, True))
+        run_failed(services, run_id, url, exc, LISTS_STAGE, (run_id, seq, True))
         return
     try:
         ended = _stage(services, run_id, seq, members)
@@ -64,17 +64,17 @@ def stage_page(
         _after_the_end(services, ended)
 
 
-def _stored(services: Services, run_id: int, seq: int) -> StoredPage | None:
-    """The page as its reader stored it, unless it is staged already."""
+def _stored(services: Services, run_id: int, seq: int) -> tuple[str, bytes] | None:
+    """The page's URL and body as its reader stored them, unless it is staged already."""
     with services.db.transaction() as session:
         row = session.execute(
-            select(ListRunPage.url, ListRunPage.next_url, ListRunPage.body).where(
+            select(ListRunPage.url, ListRunPage.body).where(
                 ListRunPage.run_id == run_id,
                 ListRunPage.seq == seq,
                 ListRunPage.members.is_(None),
             )
         ).one_or_none()
-    return None if row is None else StoredPage(row.url, row.next_url, row.body or b"")
+    return None if row is None else (row.url, row.body or b"")
 
 
 def _stage(

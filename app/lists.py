@@ -1,12 +1,12 @@
 """Customer lists: opt-in membership, resynced by a full re-read and a diff computed in SQL.
 
 LOKE has no list webhooks and no way to see what changed, so each resync reads every member
-page (one reader following X-Next-Page, then one task per page, `list_pages`) into a staging
-table keyed by the run. When the last page
-is in, one transaction compares staging with the stored membership (`list_diff`), marks
-`list.add` and `list.remove` in the outbox and swaps the stored membership. A run that dies
-half-way leaves the stored membership untouched; the sweeper resumes it from its checkpoint.
-This module starts runs, chooses which are due, and reports them.
+page (one reader following X-Next-Page, `list_reader`, then one task per page, `list_pages`)
+into a staging table keyed by the run. When the last page is in, one transaction compares
+staging with the stored membership (`list_diff`), marks `list.add` and `list.remove` in the
+outbox and swaps the stored membership. A run that dies half-way leaves the stored membership
+untouched; the sweeper resumes it from its checkpoint. This module starts runs, chooses which
+are due, and reports them.
 """
 
 from __future__ import annotations
@@ -53,12 +53,11 @@ def start(services: Services, org_id: str, list_id: str) -> Started:
             running = _running(session, org_id, list_id)
             if running is not None:
                 return Started(list_id, running.id, False)
-            first_page = MEMBERS.format(org_id=org_id, list_id=list_id)
             run = ListSyncRun(
                 org_id=org_id,
                 list_id=list_id,
                 status="running",
-                next_url=first_page,
+                next_url=MEMBERS.format(org_id=org_id, list_id=list_id),
                 pages=0,
                 members=0,
                 adds=0,

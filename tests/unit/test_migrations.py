@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import Connection
 
 from app.db import make_engine
 from app.migrate import alembic_config, upgrade
@@ -30,6 +31,15 @@ def test_migrations_match_the_models_on_sqlite(tmp_path: Path) -> None:
     assert schema_differences(f"sqlite:///{tmp_path / 'schema.sqlite'}") == []
 
 
+def insert_running_list_run(connection: Connection) -> None:
+    """List sync run 1, running, one page of two members staged (the columns since 0003)."""
+    connection.exec_driver_sql(
+        "INSERT INTO list_sync_runs (org_id, list_id, status, next_url, pages, members,"
+        " adds, removes, attempts, started_at, updated_at) VALUES ('o', 'L1', 'running',"
+        " '/members', 1, 2, 0, 0, 0, '2026-11-29 09:00', '2026-11-29 09:00')"
+    )
+
+
 def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
     tmp_path: Path,
 ) -> None:
@@ -39,11 +49,7 @@ def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "0005")
-            connection.exec_driver_sql(
-                "INSERT INTO list_sync_runs (org_id, list_id, status, next_url, pages, members,"
-                " adds, removes, attempts, started_at, updated_at) VALUES ('o', 'L1', 'running',"
-                " '/members?after=2', 1, 2, 0, 0, 0, '2026-11-29 09:00', '2026-11-29 09:00')"
-            )
+            insert_running_list_run(connection)
             connection.exec_driver_sql(
                 "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
             )
@@ -68,11 +74,7 @@ def test_0007_stops_a_list_resync_running_across_it_and_its_pages_hold_bodies_af
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "0006")
-            connection.exec_driver_sql(
-                "INSERT INTO list_sync_runs (org_id, list_id, status, next_url, pages, members,"
-                " adds, removes, attempts, started_at, updated_at) VALUES ('o', 'L1', 'running',"
-                " '/members', 1, 2, 0, 0, 0, '2026-11-29 09:00', '2026-11-29 09:00')"
-            )
+            insert_running_list_run(connection)
             connection.exec_driver_sql(
                 "INSERT INTO list_run_pages (run_id, seq, url, members, last)"
                 " VALUES (1, 0, '/members', 2, false), (1, 1, '/members?after=2', NULL, false)"
