@@ -175,9 +175,15 @@ def _after_the_end(services: Services, run: ListSyncRun) -> None:
     # delivery's first claim must not be planned as if they were still small (a 400k-row
     # outbox planned as empty took minutes a claim). After a big diff they are analyzed
     # outright: the server's change counters, which `only_if_stale` reads, lag by a second.
-    big = run.adds + run.removes >= BIG_DIFF
-    services.db.refresh_statistics("outbox", "customers", "list_members", only_if_stale=not big)
-    services.kicks.kick(DELIVERY_FLUSH, run.org_id)
+    # After a small one, delivery need not wait for statistics (an ANALYZE of a large outbox
+    # takes a third of a second).
+    tables = ("outbox", "customers", "list_members")
+    if run.adds + run.removes >= BIG_DIFF:
+        services.db.refresh_statistics(*tables)
+        services.kicks.kick(DELIVERY_FLUSH, run.org_id)
+    else:
+        services.kicks.kick(DELIVERY_FLUSH, run.org_id)
+        services.db.refresh_statistics(*tables, only_if_stale=True)
     # If this worker dies first, the sweeper's `clear_stale_staging` does it.
     with services.db.transaction() as session:
         clear_run(session, run.id)
