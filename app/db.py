@@ -101,12 +101,20 @@ class Database:
         style) and return the first column of its first row. For the webhook hot path: on
         PostgreSQL it goes straight to a connection this thread keeps, skipping the pool and
         SQLAlchemy, which cost more than the insert. Raises DatabaseUnavailable."""
+        row = self.fetch_one(sql, params)
+        return row[0] if row else None
+
+    def fetch_one(self, sql: dict[str, str], params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """As `execute_one`, but the whole first row. On PostgreSQL the row comes in binary
+        format: a large bytea read as text is hex, twice its size to encode and decode (3 ms
+        instead of 0.5 for a member page's body)."""
         if self.dialect != "postgresql":
             try:
                 with self.engine.begin() as conn:
-                    return conn.exec_driver_sql(sql[self.dialect], params).scalar()
+                    found = conn.exec_driver_sql(sql[self.dialect], params).first()
             except SQLAlchemyError as exc:
                 raise DatabaseUnavailable(type(exc).__name__) from exc
+            return None if found is None else tuple(found)
         own = getattr(self._local, "connection", None)
         if own is not None and own[0] != os.getpid():  # inherited across a fork: not ours
             own = None
@@ -117,7 +125,9 @@ class Database:
                 self._local.connection = own
                 with self._kept_lock:
                     self._kept.append(own)
-            row = own[1].execute(sql["postgresql"], params).fetchone()
+            row: tuple[Any, ...] | None = (
+                own[1].execute(sql["postgresql"], params, binary=True).fetchone()
+            )
         except psycopg.Error as exc:
             self._local.connection = None
             if own is not None:
@@ -125,7 +135,7 @@ class Database:
                 with suppress(psycopg.Error):
                     own[1].close()
             raise DatabaseUnavailable(type(exc).__name__) from exc
-        return row[0] if row else None
+        return row
 
     def refresh_statistics(self, *tables: str, only_if_stale: bool = False) -> None:
         """ANALYZE these tables now (PostgreSQL; SQLite plans without statistics), or with

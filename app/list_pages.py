@@ -64,17 +64,24 @@ def stage_page(
         _after_the_end(services, ended)
 
 
+# The page's URL and body, on the reading thread's own connection (`Database.fetch_one`): in
+# binary format, the body is a copy, not a hex text to decode.
+_STORED = {
+    "postgresql": (
+        "SELECT url, body FROM list_run_pages"
+        " WHERE run_id = %(run_id)s AND seq = %(seq)s AND members IS NULL"
+    ),
+    "sqlite": (
+        "SELECT url, body FROM list_run_pages"
+        " WHERE run_id = :run_id AND seq = :seq AND members IS NULL"
+    ),
+}
+
+
 def _stored(services: Services, run_id: int, seq: int) -> tuple[str, bytes] | None:
     """The page's URL and body as its reader stored them, unless it is staged already."""
-    with services.db.transaction() as session:
-        row = session.execute(
-            select(ListRunPage.url, ListRunPage.body).where(
-                ListRunPage.run_id == run_id,
-                ListRunPage.seq == seq,
-                ListRunPage.members.is_(None),
-            )
-        ).one_or_none()
-    return None if row is None else (row.url, row.body or b"")
+    row = services.db.fetch_one(_STORED, {"run_id": run_id, "seq": seq})
+    return None if row is None else (row[0], bytes(row[1] or b""))
 
 
 def _stage(
