@@ -121,6 +121,10 @@ def _find_changes(session: Session, run: ListSyncRun) -> None:
         .where(or_(staged.c.customer_id.is_(None), stored.c.customer_id.is_(None)))
     )
     connection = session.connection()
+    if dialect_sql.name(session) == "postgresql":
+        # The join hashes one side whole: 13 MB at 200k members, past the default 4 MB, so it
+        # would spill to disk in batches (~20% slower). For this transaction only.
+        session.execute(text("SET LOCAL work_mem = '64MB'"))  # room for ~1M members
     _CHANGES.create(connection)
     session.execute(_CHANGES.insert().from_select([c.name for c in _CHANGES.c], changes))
     if dialect_sql.name(session) == "postgresql":
