@@ -122,7 +122,7 @@ def _stage(
 
 
 # The statements of every page's transaction, built once and run as Core, not through the
-# ORM: its bulk UPDATE path cost ~2 ms of CPU a statement, more than validating the page.
+# ORM: its bulk UPDATE path cost ~1-2 ms of CPU a statement, as much as validating the page.
 _PAGES = cast(Table, ListRunPage.__table__)
 _RUNS = cast(Table, ListSyncRun.__table__)
 _MARK_STAGED = (
@@ -156,8 +156,9 @@ def _complete(session: Session, run_id: int) -> bool:
     """Whether the last page and every page before it are staged (seen from under the run's
     lock, so with every other page's staging committed). Pages are stored in sequence, so the
     last page's row means every row before it exists."""
-    found = session.connection().execute(_FIRST_WAITING_AND_LAST, {"run": run_id}).one()
-    first_waiting, last = found
+    first_waiting, last = (
+        session.connection().execute(_FIRST_WAITING_AND_LAST, {"run": run_id}).one()
+    )
     return last is not None and (first_waiting is None or first_waiting > last)
 
 
