@@ -3,10 +3,13 @@ integration suite runs the same check on PostgreSQL)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
@@ -27,6 +30,20 @@ def schema_differences(url: str) -> list[object]:
         engine.dispose()
 
 
+@contextmanager
+def migrating(url: str) -> Iterator[tuple[Connection, Config]]:
+    """One connection in one transaction, and an alembic config that migrates on it: a test
+    moves between revisions and looks at the data in between."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            yield connection, config
+    finally:
+        engine.dispose()
+
+
 def test_migrations_match_the_models_on_sqlite(tmp_path: Path) -> None:
     assert schema_differences(f"sqlite:///{tmp_path / 'schema.sqlite'}") == []
 
@@ -43,23 +60,17 @@ def insert_running_list_run(connection: Connection) -> None:
 def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
     tmp_path: Path,
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'upgrade.sqlite'}")
-    try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0005")
-            insert_running_list_run(connection)
-            connection.exec_driver_sql(
-                "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
-            )
-            command.upgrade(config, "head")
-            status, error = connection.exec_driver_sql(
-                "SELECT status, last_error FROM list_sync_runs"
-            ).one()
-            staged = connection.exec_driver_sql("SELECT count(*) FROM list_staging").scalar()
-    finally:
-        engine.dispose()
+    with migrating(f"sqlite:///{tmp_path / 'upgrade.sqlite'}") as (connection, config):
+        command.upgrade(config, "0005")
+        insert_running_list_run(connection)
+        connection.exec_driver_sql(
+            "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
+        )
+        command.upgrade(config, "head")
+        status, error = connection.exec_driver_sql(
+            "SELECT status, last_error FROM list_sync_runs"
+        ).one()
+        staged = connection.exec_driver_sql("SELECT count(*) FROM list_staging").scalar()
     assert status == "failed"
     assert "interrupted by an upgrade" in error
     assert staged == 0
@@ -68,37 +79,29 @@ def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
 def test_0007_stops_a_list_resync_running_across_it_and_its_pages_hold_bodies_after(
     tmp_path: Path,
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'upgrade.sqlite'}")
-    try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0006")
-            insert_running_list_run(connection)
-            connection.exec_driver_sql(
-                "INSERT INTO list_run_pages (run_id, seq, url, members, last)"
-                " VALUES (1, 0, '/members', 2, false), (1, 1, '/members?after=2', NULL, false)"
-            )
-            connection.exec_driver_sql(
-                "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
-            )
-            command.upgrade(config, "0007")
-            status, error = connection.exec_driver_sql(
-                "SELECT status, last_error FROM list_sync_runs"
-            ).one()
-            left = connection.exec_driver_sql(
-                "SELECT (SELECT count(*) FROM list_run_pages), (SELECT count(*) FROM list_staging)"
-            ).one()
-            connection.exec_driver_sql(
-                "INSERT INTO list_run_pages (run_id, seq, url, next_url, body)"
-                " VALUES (2, 0, '/members', NULL, x'5b5d')"
-            )
-            command.downgrade(config, "0006")
-            after_downgrade = connection.exec_driver_sql(
-                "SELECT count(*) FROM list_run_pages"
-            ).scalar()
-    finally:
-        engine.dispose()
+    with migrating(f"sqlite:///{tmp_path / 'upgrade.sqlite'}") as (connection, config):
+        command.upgrade(config, "0006")
+        insert_running_list_run(connection)
+        connection.exec_driver_sql(
+            "INSERT INTO list_run_pages (run_id, seq, url, members, last)"
+            " VALUES (1, 0, '/members', 2, false), (1, 1, '/members?after=2', NULL, false)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
+        )
+        command.upgrade(config, "0007")
+        status, error = connection.exec_driver_sql(
+            "SELECT status, last_error FROM list_sync_runs"
+        ).one()
+        left = connection.exec_driver_sql(
+            "SELECT (SELECT count(*) FROM list_run_pages), (SELECT count(*) FROM list_staging)"
+        ).one()
+        connection.exec_driver_sql(
+            "INSERT INTO list_run_pages (run_id, seq, url, next_url, body)"
+            " VALUES (2, 0, '/members', NULL, x'5b5d')"
+        )
+        command.downgrade(config, "0006")
+        after_downgrade = connection.exec_driver_sql("SELECT count(*) FROM list_run_pages").scalar()
     assert status == "failed"
     assert "revision 0007" in error
     assert tuple(left) == (0, 0)
