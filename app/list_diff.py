@@ -121,13 +121,14 @@ def _find_changes(session: Session, run: ListSyncRun) -> None:
         .where(or_(staged.c.customer_id.is_(None), stored.c.customer_id.is_(None)))
     )
     connection = session.connection()
-    if dialect_sql.name(session) == "postgresql":
+    on_postgresql = dialect_sql.name(session) == "postgresql"
+    if on_postgresql:
         # The join hashes one side whole: 13 MB at 200k members, past the default 4 MB, so it
         # would spill to disk in batches (~20% slower). For this transaction only.
         session.execute(text("SET LOCAL work_mem = '64MB'"))  # room for ~1M members
     _CHANGES.create(connection)
     session.execute(_CHANGES.insert().from_select([c.name for c in _CHANGES.c], changes))
-    if dialect_sql.name(session) == "postgresql":
+    if on_postgresql:
         # Autovacuum never sees a temporary table: without statistics the planner would not
         # know whether to probe the mirror for each new member or scan the organization.
         session.execute(text("ANALYZE list_changes"))
