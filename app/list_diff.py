@@ -31,10 +31,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app import dialect_sql, mirror
+from app import dialect_sql, list_staging, mirror
 from app.delivery import outbox
 from app.events import CustomerTiny
-from app.models import Customer, ListMember, ListStaging, ListSyncRun
+from app.models import Customer, ListMember, ListSyncRun
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +91,7 @@ def _find_changes(session: Session, run: ListSyncRun) -> None:
     """Fill the temporary table with the members staged and not stored (added: with their
     records) and stored and not staged (removed). A full join is a hash or merge join, never
     a nested loop: no statistics of the staging table are needed to plan it."""
-    staged = (
-        select(
-            ListStaging.customer_id,
-            ListStaging.email,
-            ListStaging.first_name,
-            ListStaging.last_name,
-            ListStaging.phone_number,
-        )
-        .where(ListStaging.run_id == run.id)
-        .subquery("staged")
-    )
+    staged = select(list_staging.staging_table(run.id)).subquery("staged")
     stored = (
         select(ListMember.customer_id)
         .where(ListMember.org_id == run.org_id, ListMember.list_id == run.list_id)

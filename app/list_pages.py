@@ -20,21 +20,20 @@ from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app import dialect_sql, list_diff, logs
+from app import dialect_sql, list_diff, list_staging, logs
 from app.db import utcnow
 from app.events import MEMBER, MEMBER_PAGE, ListMemberRecord
 from app.list_reader import run_failed
 from app.loke.client import LokeClient, page_items
 from app.loke.errors import LokeError
 from app.metrics import PAGES
-from app.models import ListRunPage, ListStaging, ListSyncRun, Organization
+from app.models import ListRunPage, ListSyncRun, Organization
 from app.services import Services
 from app.task_names import DELIVERY_FLUSH, LISTS_READ, LISTS_STAGE
 
 log = logging.getLogger(__name__)
 
 BIG_DIFF = 10_000  # members added or removed by one run: statistics refreshed outright
-STAGED_COLUMNS = ("run_id", "customer_id", "email", "first_name", "last_name", "phone_number")
 
 
 class _RunStopped(Exception):
@@ -97,7 +96,10 @@ def _stage(
         if not marked.rowcount:
             raise _RunStopped  # a duplicate of this task staged it (or the run was cleared)
         dialect_sql.append_rows(
-            session, ListStaging.__table__, STAGED_COLUMNS, _staged_rows(run_id, members)
+            session,
+            list_staging.staging_table(run_id),
+            list_staging.COLUMNS,
+            _staged_rows(members),
         )
         # Last, and held only to the commit: pages are staged side by side up to here. (One
         # UPDATE both locks the run and counts the page.)
@@ -162,10 +164,10 @@ def _complete(session: Session, run_id: int) -> bool:
     return last is not None and (first_waiting is None or first_waiting > last)
 
 
-def _staged_rows(run_id: int, members: list[ListMemberRecord]) -> Iterator[tuple[Any, ...]]:
-    """The staging rows of the members, in STAGED_COLUMNS order."""
+def _staged_rows(members: list[ListMemberRecord]) -> Iterator[tuple[Any, ...]]:
+    """The staging rows of the members, in `list_staging.COLUMNS` order."""
     for m in members:
-        yield (run_id, m["id"], m.get("email"), m.get("firstName"), m.get("lastName"),
+        yield (m["id"], m.get("email"), m.get("firstName"), m.get("lastName"),
                m.get("phoneNumber"))  # fmt: skip
 
 
@@ -210,7 +212,7 @@ def _after_the_end(services: Services, run: ListSyncRun) -> None:
 
 def clear_run(session: Session, run_id: int) -> None:
     """Forget what a run staged, once it is over."""
-    session.execute(delete(ListStaging).where(ListStaging.run_id == run_id))
+    list_staging.drop(session, run_id)
     session.execute(delete(ListRunPage).where(ListRunPage.run_id == run_id))
 
 

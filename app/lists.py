@@ -2,11 +2,11 @@
 
 LOKE has no list webhooks and no way to see what changed, so each resync reads every member
 page (one reader following X-Next-Page, `list_reader`, then one task per page, `list_pages`)
-into a staging table keyed by the run. When the last page is in, one transaction compares
-staging with the stored membership (`list_diff`), marks `list.add` and `list.remove` in the
-outbox and swaps the stored membership. A run that dies half-way leaves the stored membership
-untouched; the sweeper resumes it from its checkpoint. This module starts runs, chooses which
-are due, and reports them.
+into a staging table of the run's own (`list_staging`). When the last page is in, one
+transaction compares staging with the stored membership (`list_diff`), marks `list.add` and
+`list.remove` in the outbox and swaps the stored membership. A run that dies half-way leaves
+the stored membership untouched; the sweeper resumes it from its checkpoint. This module
+starts runs, chooses which are due, and reports them.
 """
 
 from __future__ import annotations
@@ -20,16 +20,10 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import list_staging
 from app.db import utcnow
 from app.loke.client import LokeClient
-from app.models import (
-    CustomerList,
-    ListMember,
-    ListRunPage,
-    ListStaging,
-    ListSyncRun,
-    Organization,
-)
+from app.models import CustomerList, ListMember, ListRunPage, ListSyncRun, Organization
 from app.services import Services
 from app.task_names import LISTS_READ
 
@@ -68,6 +62,7 @@ def start(services: Services, org_id: str, list_id: str) -> Started:
             )
             session.add(run)
             session.flush()
+            list_staging.create(session, run.id)
             _list_row(session, org_id, list_id).last_run_id = run.id
             run_id = run.id
     except IntegrityError:
@@ -111,9 +106,9 @@ def due_orgs(services: Services) -> list[str]:
 
 
 def clear_stale_staging(services: Services) -> int:
-    """Staging and page rows of runs that are no longer running (finished, failed, gone,
-    cancelled, or purged with their organization): a new resync always stages afresh.
-    Returns how many staged members were deleted."""
+    """Staging tables and page rows of runs that are no longer running (finished, failed,
+    gone, cancelled, or purged with their organization): a new resync always stages afresh.
+    Returns how many staging tables were dropped."""
     with services.db.transaction() as session:
         running = select(ListSyncRun.id).where(ListSyncRun.status == "running")
         session.execute(
@@ -121,12 +116,7 @@ def clear_stale_staging(services: Services) -> int:
             .where(ListRunPage.run_id.not_in(running))
             .execution_options(synchronize_session=False)
         )
-        result = session.execute(
-            delete(ListStaging)
-            .where(ListStaging.run_id.not_in(running))
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return list_staging.drop_stale(session)
 
 
 def cancel_unchosen(session: Session, org: Organization) -> None:

@@ -272,27 +272,6 @@ class ListMember(Base):
     customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-class ListStaging(Base):
-    """Members read so far by one resync run, with the member record (a contact for those the
-    mirror does not know); compared with ListMember when the last page is in.
-
-    Pages are appended as they come, with COPY on PostgreSQL: no unique key to check per row. A
-    member LOKE listed on two pages is staged twice, which the diff does not mind. (The mapper
-    still needs a key to name a row by; the table has none.)
-    """
-
-    __tablename__ = "list_staging"
-    __table_args__ = (Index("ix_list_staging_run_id", "run_id"),)
-    __mapper_args__ = {"primary_key": ["run_id", "customer_id"]}  # noqa: RUF012 (read once)
-
-    run_id: Mapped[int] = mapped_column(BigInteger)
-    customer_id: Mapped[str] = mapped_column(String(64))
-    email: Mapped[str | None] = mapped_column(Text)
-    first_name: Mapped[str | None] = mapped_column(Text)
-    last_name: Mapped[str | None] = mapped_column(Text)
-    phone_number: Mapped[str | None] = mapped_column(Text)
-
-
 class ListRunPage(Base):
     """One member page of a resync, as the run's reader read it: its URL, the next page's URL
     (None on the last page) and its body, kept until its own task has staged it.

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import func, inspect, select
 
-from app import list_pages, list_reader, loke_client
+from app import list_pages, list_reader, list_staging, loke_client
+from app.services import Services
 from app.task_names import LISTS_READ, LISTS_STAGE
 from tests.conftest import RecordingDispatcher, services_of
 
@@ -65,3 +67,17 @@ def run_task(app: Flask, task: Task) -> None:
             list_reader.read_pages(services, loke_client(), *args)
         else:
             list_pages.stage_page(services, loke_client(), *args)
+
+
+def staging_tables(services: Services) -> list[str]:
+    """The staging tables that exist (one per run not cleared yet)."""
+    with services.db.transaction() as session:
+        names = inspect(session.connection()).get_table_names()
+    return sorted(name for name in names if list_staging.is_staging_table(name))
+
+
+def staged_count(services: Services, run_id: int) -> int:
+    """Members staged by the run so far."""
+    table = list_staging.staging_table(run_id)
+    with services.db.transaction() as session:
+        return int(session.scalar(select(func.count()).select_from(table)) or 0)

@@ -16,13 +16,13 @@ from app import list_pages, list_reader, lists
 from app.config import Settings
 from app.loke.client import LokeClient
 from app.loke.errors import LokeError
-from app.models import ListMember, ListRunPage, ListStaging, ListSyncRun, OutboxEntry
+from app.models import ListMember, ListRunPage, ListSyncRun, OutboxEntry
 from app.services import Services
 from app.task_names import DELIVERY_FLUSH, LISTS_READ, LISTS_STAGE
 from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
 from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
-from tests.support.list_tasks import ListTasks, run_task
+from tests.support.list_tasks import ListTasks, run_task, staged_count, staging_tables
 
 ORG = "org-pages"
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -114,7 +114,8 @@ def test_the_reader_stores_every_page_and_sends_its_task_and_the_run_finishes(
     run = the_run(services, run_id)
     assert (run.status, run.pages, run.members, run.adds) == ("finished", 4, 7, 7)
     assert stored(services) == set(IDS)
-    assert count(services, ListStaging) == count(services, ListRunPage) == 0
+    assert staging_tables(services) == []
+    assert count(services, ListRunPage) == 0
 
 
 def test_pages_staged_out_of_order_complete_the_run_only_when_every_page_is_in(
@@ -179,7 +180,7 @@ def test_a_duplicate_page_task_stages_nothing_twice(
     assert len(tasks.dispatcher.sent) == sent
     run = the_run(services, run_id)
     assert (run.pages, run.members) == (1, 2)
-    assert count(services, ListStaging) == 2
+    assert staged_count(services, run_id) == 2
 
 
 @pytest.mark.usefixtures("page_by_page")
@@ -240,7 +241,8 @@ def test_the_tasks_of_a_run_that_stopped_store_and_stage_nothing(
     assert len(tasks.dispatcher.sent) == sent
     assert [p[0] for p in stored_pages(services)] == [0, 1]  # no page 2 stored
     assert the_run(services, run_id).pages == 1
-    assert lists.clear_stale_staging(services) == 2  # page 0's two members
+    assert lists.clear_stale_staging(services) == 1  # the run's staging table, page 0 in it
+    assert staging_tables(services) == []
     assert count(services, ListRunPage) == 0
 
 
@@ -322,8 +324,9 @@ def test_staging_of_a_run_purged_with_its_organization_is_cleared_by_the_sweeper
     tasks.run(LISTS_STAGE, run_id, 0)
     assert client.delete(f"/api/orgs/{ORG}?purge=true", headers=AUTH).status_code == 200
     assert count(services, ListSyncRun) == 0
-    assert lists.clear_stale_staging(services) == 2  # page 0's two members, of no run now
-    assert count(services, ListStaging) == count(services, ListRunPage) == 0
+    assert lists.clear_stale_staging(services) == 1  # the staging table of no run now
+    assert staging_tables(services) == []
+    assert count(services, ListRunPage) == 0
 
 
 @pytest.mark.parametrize(("big_diff", "outright"), [(7, True), (10_000, False)])

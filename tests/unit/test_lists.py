@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app import list_pages, list_reader, lists
 from app.config import Settings
 from app.delivery.sender import flush_org
-from app.models import ListMember, ListStaging, ListSyncRun
+from app.models import ListMember, ListSyncRun
 from app.services import Services
 from app.task_names import LISTS_READ, LISTS_STAGE
 from tests.conftest import AUTH, destination, services_of
 from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
-from tests.support.list_tasks import ListTasks, run_task
+from tests.support.list_tasks import ListTasks, run_task, staging_tables
 
 ORG = "org-lists"
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -169,8 +169,7 @@ def test_a_run_that_dies_half_way_leaves_membership_untouched_and_a_rerun_finish
     resync(app)  # resumed from the checkpoint, as the sweeper would
     deliver(app)
     assert crm.list_members[(ORG, "L1")] == set(IDS[2:8])
-    with services.db.transaction() as session:
-        assert session.scalar(select(func.count()).select_from(ListStaging)) == 0
+    assert staging_tables(services) == []
 
 
 def test_a_list_deleted_at_loke_ends_cleanly_and_is_reported(
@@ -234,13 +233,13 @@ def test_staging_of_a_run_that_stopped_half_way_is_cleared_by_the_sweeper(
 ) -> None:
     services = services_of(app)
     loke.page_size = 2
-    [first, _] = lists.start_chosen(services, ORG)
+    [first, second] = lists.start_chosen(services, ORG)
     first_page_only(app, first.run_id, monkeypatch)
     assert lists.clear_stale_staging(services) == 0  # still running: its staging is kept
+    assert staging_tables(services) == [f"list_staging_{r.run_id}" for r in (first, second)]
     with services.db.transaction() as session:
         run = session.get(ListSyncRun, first.run_id)
         assert run is not None
         run.status = "failed"  # e.g. LOKE kept answering 500 for the next page
-    assert lists.clear_stale_staging(services) == 2
-    with services.db.transaction() as session:
-        assert session.scalar(select(func.count()).select_from(ListStaging)) == 0
+    assert lists.clear_stale_staging(services) == 1
+    assert staging_tables(services) == [f"list_staging_{second.run_id}"]  # still running

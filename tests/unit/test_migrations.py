@@ -11,8 +11,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect
 
+from app import list_staging
 from app.db import make_engine
 from app.migrate import alembic_config, upgrade
 from app.models import Base
@@ -66,7 +67,7 @@ def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
         connection.exec_driver_sql(
             "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
         )
-        command.upgrade(config, "head")
+        command.upgrade(config, "0006")
         status, error = connection.exec_driver_sql(
             "SELECT status, last_error FROM list_sync_runs"
         ).one()
@@ -74,6 +75,47 @@ def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
     assert status == "failed"
     assert "interrupted by an upgrade" in error
     assert staged == 0
+
+
+def table_names(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+def test_0009_stops_a_list_resync_running_across_it_and_stages_per_run_after(
+    tmp_path: Path,
+) -> None:
+    with migrating(f"sqlite:///{tmp_path / 'upgrade.sqlite'}") as (connection, config):
+        command.upgrade(config, "0008")
+        insert_running_list_run(connection)
+        connection.exec_driver_sql(
+            "INSERT INTO list_run_pages (run_id, seq, url, next_url, members)"
+            " VALUES (1, 0, '/members', '/members?after=2', 2)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
+        )
+        command.upgrade(config, "0009")
+        status, error = connection.exec_driver_sql(
+            "SELECT status, last_error FROM list_sync_runs"
+        ).one()
+        pages = connection.exec_driver_sql("SELECT count(*) FROM list_run_pages").scalar()
+        upgraded = table_names(connection)
+        # A run started after the upgrade has a staging table of its own; a downgrade stops it.
+        connection.exec_driver_sql("UPDATE list_sync_runs SET status = 'running'")
+        list_staging.staging_table(1).create(connection)
+        command.downgrade(config, "0008")
+        after_downgrade = connection.exec_driver_sql(
+            "SELECT status, last_error FROM list_sync_runs"
+        ).one()
+        downgraded = table_names(connection)
+    assert status == "failed"
+    assert "revision 0009" in error
+    assert pages == 0
+    assert "list_staging" not in upgraded
+    assert after_downgrade[0] == "failed"
+    assert "0009 downgrade" in after_downgrade[1]
+    assert "list_staging" in downgraded
+    assert "list_staging_1" not in downgraded
 
 
 def test_0007_stops_a_list_resync_running_across_it_and_its_pages_hold_bodies_after(
