@@ -52,8 +52,14 @@ def drop(session: Session, run_id: int) -> None:
     staging_table(run_id).drop(session.connection(), checkfirst=True)
 
 
+# Each DROP holds its locks until the commit: a backlog of thousands of tables dropped in one
+# transaction (after the sweeper was down for a day) would run out of the server's lock table.
+DROPS_PER_TRANSACTION = 50
+
+
 def drop_stale(session: Session) -> int:
-    """Drop the staging of every run that is no longer running; how many tables were dropped."""
+    """Drop the staging of up to DROPS_PER_TRANSACTION runs that are no longer running; how
+    many tables were dropped."""
     # Tables first, runs second: a run started in between (its table and its row commit
     # together) is not among the tables seen, so its fresh table is never taken for stale.
     staged = [
@@ -68,7 +74,7 @@ def drop_stale(session: Session) -> int:
             )
         )
     )
-    stale = [run_id for run_id in staged if run_id not in running]
+    stale = [run_id for run_id in staged if run_id not in running][:DROPS_PER_TRANSACTION]
     for run_id in stale:
         drop(session, run_id)
     return len(stale)

@@ -116,7 +116,13 @@ def clear_stale_staging(services: Services) -> int:
             .where(ListRunPage.run_id.not_in(running))
             .execution_options(synchronize_session=False)
         )
-        return list_staging.drop_stale(session)
+    dropped = 0
+    while True:
+        with services.db.transaction() as session:
+            some = list_staging.drop_stale(session)
+        dropped += some
+        if some < list_staging.DROPS_PER_TRANSACTION:
+            return dropped
 
 
 def cancel_unchosen(session: Session, org: Organization) -> None:

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app import list_pages, list_reader, lists
+from app import list_pages, list_reader, list_staging, lists
 from app.config import Settings
 from app.delivery.sender import flush_org
 from app.models import ListMember, ListSyncRun
@@ -243,3 +243,16 @@ def test_staging_of_a_run_that_stopped_half_way_is_cleared_by_the_sweeper(
         run.status = "failed"  # e.g. LOKE kept answering 500 for the next page
     assert lists.clear_stale_staging(services) == 1
     assert staging_tables(services) == [f"list_staging_{second.run_id}"]  # still running
+
+
+def test_the_sweeper_drops_a_backlog_of_stopped_runs_staging_a_few_tables_a_transaction(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_of(app)
+    monkeypatch.setattr(list_staging, "DROPS_PER_TRANSACTION", 2)
+    runs = [lists.start(services, ORG, f"L{n}").run_id for n in range(1, 6)]
+    with services.db.transaction() as session:
+        for run_id in runs[:4]:
+            session.get_one(ListSyncRun, run_id).status = "failed"
+    assert lists.clear_stale_staging(services) == 4  # in three transactions: 2, 2, 0
+    assert staging_tables(services) == [f"list_staging_{runs[4]}"]  # still running
