@@ -8,7 +8,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import Connection, Text, any_, bindparam, cast, column, func, literal, select
+from sqlalchemy import (
+    Connection,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -98,4 +109,13 @@ def is_any_of(bind: Session | Connection, column: Any, values: Sequence[str]) ->
     thousand placeholders that the driver parses again for every batch."""
     if name(bind) == "postgresql":
         return column == any_(literal(list(values), postgresql.ARRAY(Text)))
+    return column.in_(values)
+
+
+def is_any_selected(bind: Session | Connection, column: Any, values: Select[Any]) -> Any:
+    """`column IN (values)` for a subquery. On PostgreSQL `= ANY(ARRAY(values))`, which probes
+    an index on `column` once per value: an IN was planned as a hash join over every row the
+    index prefix matches (48 ms to find 2,000 members of a 200k list; 18 ms by the key)."""
+    if name(bind) == "postgresql":
+        return column == any_(func.array(values.scalar_subquery()))
     return column.in_(values)

@@ -58,64 +58,38 @@ def insert_running_list_run(connection: Connection) -> None:
     )
 
 
-def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
-    tmp_path: Path,
-) -> None:
-    with migrating(f"sqlite:///{tmp_path / 'upgrade.sqlite'}") as (connection, config):
-        command.upgrade(config, "0005")
-        insert_running_list_run(connection)
-        connection.exec_driver_sql(
-            "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
-        )
-        command.upgrade(config, "0006")
-        status, error = connection.exec_driver_sql(
-            "SELECT status, last_error FROM list_sync_runs"
-        ).one()
-        staged = connection.exec_driver_sql("SELECT count(*) FROM list_staging").scalar()
-    assert status == "failed"
-    assert "interrupted by an upgrade" in error
-    assert staged == 0
+def stage_two_members(connection: Connection) -> None:
+    """Run 1's two members in the shared staging table (0006 to 0008)."""
+    connection.exec_driver_sql(
+        "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
+    )
+
+
+def run_status(connection: Connection) -> tuple[str, str]:
+    """The one list sync run's status and error."""
+    status, error = connection.exec_driver_sql(
+        "SELECT status, last_error FROM list_sync_runs"
+    ).one()
+    return status, error
 
 
 def table_names(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
 
-def test_0009_stops_a_list_resync_running_across_it_and_stages_per_run_after(
+def test_0006_stops_a_list_resync_running_across_it_and_drops_its_old_staging(
     tmp_path: Path,
 ) -> None:
     with migrating(f"sqlite:///{tmp_path / 'upgrade.sqlite'}") as (connection, config):
-        command.upgrade(config, "0008")
+        command.upgrade(config, "0005")
         insert_running_list_run(connection)
-        connection.exec_driver_sql(
-            "INSERT INTO list_run_pages (run_id, seq, url, next_url, members)"
-            " VALUES (1, 0, '/members', '/members?after=2', 2)"
-        )
-        connection.exec_driver_sql(
-            "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
-        )
-        command.upgrade(config, "0009")
-        status, error = connection.exec_driver_sql(
-            "SELECT status, last_error FROM list_sync_runs"
-        ).one()
-        pages = connection.exec_driver_sql("SELECT count(*) FROM list_run_pages").scalar()
-        upgraded = table_names(connection)
-        # A run started after the upgrade has a staging table of its own; a downgrade stops it.
-        connection.exec_driver_sql("UPDATE list_sync_runs SET status = 'running'")
-        list_staging.staging_table(1).create(connection)
-        command.downgrade(config, "0008")
-        after_downgrade = connection.exec_driver_sql(
-            "SELECT status, last_error FROM list_sync_runs"
-        ).one()
-        downgraded = table_names(connection)
+        stage_two_members(connection)
+        command.upgrade(config, "0006")
+        status, error = run_status(connection)
+        staged = connection.exec_driver_sql("SELECT count(*) FROM list_staging").scalar()
     assert status == "failed"
-    assert "revision 0009" in error
-    assert pages == 0
-    assert "list_staging" not in upgraded
-    assert after_downgrade[0] == "failed"
-    assert "0009 downgrade" in after_downgrade[1]
-    assert "list_staging" in downgraded
-    assert "list_staging_1" not in downgraded
+    assert "interrupted by an upgrade" in error
+    assert staged == 0
 
 
 def test_0007_stops_a_list_resync_running_across_it_and_its_pages_hold_bodies_after(
@@ -128,13 +102,9 @@ def test_0007_stops_a_list_resync_running_across_it_and_its_pages_hold_bodies_af
             "INSERT INTO list_run_pages (run_id, seq, url, members, last)"
             " VALUES (1, 0, '/members', 2, false), (1, 1, '/members?after=2', NULL, false)"
         )
-        connection.exec_driver_sql(
-            "INSERT INTO list_staging (run_id, customer_id) VALUES (1, 'C1'), (1, 'C2')"
-        )
+        stage_two_members(connection)
         command.upgrade(config, "0007")
-        status, error = connection.exec_driver_sql(
-            "SELECT status, last_error FROM list_sync_runs"
-        ).one()
+        status, error = run_status(connection)
         left = connection.exec_driver_sql(
             "SELECT (SELECT count(*) FROM list_run_pages), (SELECT count(*) FROM list_staging)"
         ).one()
@@ -148,3 +118,34 @@ def test_0007_stops_a_list_resync_running_across_it_and_its_pages_hold_bodies_af
     assert "revision 0007" in error
     assert tuple(left) == (0, 0)
     assert after_downgrade == 0  # run 2 is not running: its page goes
+
+
+def test_0009_stops_a_list_resync_running_across_it_and_stages_per_run_after(
+    tmp_path: Path,
+) -> None:
+    with migrating(f"sqlite:///{tmp_path / 'upgrade.sqlite'}") as (connection, config):
+        command.upgrade(config, "0008")
+        insert_running_list_run(connection)
+        connection.exec_driver_sql(
+            "INSERT INTO list_run_pages (run_id, seq, url, next_url, members)"
+            " VALUES (1, 0, '/members', '/members?after=2', 2)"
+        )
+        stage_two_members(connection)
+        command.upgrade(config, "0009")
+        status, error = run_status(connection)
+        pages = connection.exec_driver_sql("SELECT count(*) FROM list_run_pages").scalar()
+        upgraded = table_names(connection)
+        # A run started after the upgrade has a staging table of its own; a downgrade stops it.
+        connection.exec_driver_sql("UPDATE list_sync_runs SET status = 'running'")
+        list_staging.staging_table(1).create(connection)
+        command.downgrade(config, "0008")
+        after_downgrade = run_status(connection)
+        downgraded = table_names(connection)
+    assert status == "failed"
+    assert "revision 0009" in error
+    assert pages == 0
+    assert "list_staging" not in upgraded
+    assert after_downgrade[0] == "failed"
+    assert "0009 downgrade" in after_downgrade[1]
+    assert "list_staging" in downgraded
+    assert "list_staging_1" not in downgraded
