@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from itertools import count
@@ -408,14 +408,16 @@ def tree_hwm_kb(pid: int) -> int:
     return sum(_status_kb(p, "VmHWM") for p in process_tree(pid))
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU seconds these processes have used so far (one gone counts 0)."""
-    ticks = 0
+def cpu_seconds_by_pid(pids: Iterable[int]) -> dict[int, float]:
+    """User + system CPU seconds each of these processes has used so far (a gone one is left
+    out)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
     for pid in pids:
         with suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+            used[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return used
 
 
 def pids_named(name: str) -> list[int]:
@@ -430,33 +432,44 @@ def pids_named(name: str) -> list[int]:
 
 class CpuMeter:
     """CPU seconds used by groups of processes between `start` and `stop`: where a measured
-    interval's CPU went, on a machine whose two cores everything shares."""
+    interval's CPU went, on a machine whose two cores everything shares. Counted per process:
+    one that ends in between (a PostgreSQL backend whose client closed) takes with it only
+    what it used since the start, never what it used before (which made a group negative)."""
 
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = groups
         self.used: dict[str, float] = {}
-        self._pids: dict[str, list[int]] = {}
-        self._began: dict[str, float] = {}
+        self.ended: dict[str, int] = {}  # processes gone by the end: their last CPU is missed
+        self._began: dict[str, dict[int, float]] = {}
         self._wall = 0.0
         self.wall = 0.0
 
     def __enter__(self) -> CpuMeter:
-        self._pids = {name: find() for name, find in self.groups.items()}
-        self._began = {name: cpu_seconds(pids) for name, pids in self._pids.items()}
+        self._began = {name: cpu_seconds_by_pid(find()) for name, find in self.groups.items()}
         self._wall = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.monotonic() - self._wall
         for name, find in self.groups.items():
-            pids = sorted(set(self._pids[name]) | set(find()))  # (new ones count from 0)
-            self.used[name] = cpu_seconds(pids) - self._began[name]
+            began = self._began[name]
+            now = cpu_seconds_by_pid(set(began) | set(find()))  # (new ones count from 0)
+            self.used[name] = sum(used - began.get(pid, 0.0) for pid, used in now.items())
+            self.ended[name] = len(began.keys() - now.keys())
+
+    @property
+    def total(self) -> float:
+        return sum(self.used.values())
 
     def describe(self) -> str:
-        total = sum(self.used.values())
         parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in self.used.items())
-        cores = total / self.wall if self.wall else 0.0
-        return f"CPU s {parts}; total {total:.2f} in {self.wall:.2f} s wall ({cores:.2f} cores)"
+        cores = self.total / self.wall if self.wall else 0.0
+        ended = sum(self.ended.values())
+        gone = f"; {ended} process(es) ended in between, their last CPU uncounted" if ended else ""
+        return (
+            f"CPU s {parts}; total {self.total:.2f} in {self.wall:.2f} s wall"
+            f" ({cores:.2f} cores){gone}"
+        )
 
 
 class RssSampler:

@@ -245,7 +245,7 @@ class SyncResult:
     run_id: int
     status: str
     seconds: float  # POST -> later of run finished and last CRM answer
-    run_seconds: float  # POST -> the run's finished_at (stamped before the diff runs)
+    run_seconds: float  # POST -> the run's finished_at (stamped once the diff is computed)
     pages: int
     adds: int  # as the run counted them
     removes: int
@@ -359,6 +359,7 @@ class SizeResult:
     first_rss_mb: float
     second_rss_mb: float
     hwm_mb: float
+    resync_cpu: float  # CPU seconds of every process while the resync ran (and 1 s after)
 
     @property
     def raw(self) -> float:
@@ -473,6 +474,7 @@ def run_size(
         first_rss_mb=max(first_rss.peak_kb.values()) / 1024,
         second_rss_mb=max(second_rss.peak_kb.values()) / 1024,
         hwm_mb=hwm / 1024,
+        resync_cpu=resync_cpu.total,
     )
 
 
@@ -592,6 +594,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"raw GET of {big.members:,} members  {big.raw:.2f} s (median of 2)")
     print(f"resync with {big.churn}+{big.churn} churn  {big.second.seconds:.2f} s")
     print(f"ratio resync/raw GET = {big.ratio:.2f} (goal <= 2.00)")
+    cores = os.cpu_count() or 1
+    floor = big.resync_cpu / cores
+    print(
+        f"the resync's CPU ({big.resync_cpu:.2f} CPU-s, every process) spread perfectly over"
+        f" {cores} cores: >= {floor:.2f} s, ratio >= {floor / big.raw:.2f}"
+    )
     print(
         f"churn delivered exactly: {big.expected_ok and big.identity_ok and big.final_ok}"
         " (goal: True)"
