@@ -442,14 +442,23 @@ class CpuMeter:
         self.ended: dict[str, int] = {}  # processes gone by the end: their last CPU is missed
         self._began: dict[str, dict[int, float]] = {}
         self._wall = 0.0
+        self._stopped = False
         self.wall = 0.0
 
     def __enter__(self) -> CpuMeter:
         self._began = {name: cpu_seconds_by_pid(find()) for name, find in self.groups.items()}
         self._wall = time.monotonic()
+        self._stopped = False
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the interval here (once; the end of the `with` block otherwise)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.wall = time.monotonic() - self._wall
         for name, find in self.groups.items():
             began = self._began[name]
