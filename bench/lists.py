@@ -603,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"raw GET of {big.members:,} members  {big.raw:.2f} s (median of 2)")
     print(f"resync with {big.churn}+{big.churn} churn  {big.second.seconds:.2f} s")
     print(f"ratio resync/raw GET = {big.ratio:.2f} (goal <= 2.00)")
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))  # (under `taskset`, the cores it allows)
     floor = big.resync_cpu / cores
     print(
         f"the resync's CPU ({big.resync_cpu:.2f} CPU-s, all measured) spread perfectly over"
