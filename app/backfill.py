@@ -25,6 +25,7 @@ from app.metrics import PAGES
 from app.models import BackfillRun, Organization
 from app.services import Services
 from app.task_names import BACKFILL_PAGE, DELIVERY_FLUSH
+from app.validation import summary
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def parse_customers(items: list[dict[str, Any]]) -> tuple[list[mirror.CustomerCh
         except ValidationError as exc:
             invalid += 1
             ident = item.get("id") if isinstance(item, dict) else None
-            log.warning("unreadable customer %r: %s", ident, exc.errors()[0]["msg"])
+            log.warning("unreadable customer %r: %s", ident, summary(exc, limit=1))
     return changes, invalid
 
 

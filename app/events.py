@@ -22,14 +22,15 @@ from pydantic import (
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from app.timestamps import as_utc
+from app.validation import NO_NUL, summary
 
 CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated"})
 STATISTICS_EVENT = "customer.updated-statistics"
 PAYMENT_EVENTS = frozenset({"payment.completed", "payment.refunded"})
 HANDLED_EVENTS = CUSTOMER_EVENTS | PAYMENT_EVENTS | {STATISTICS_EVENT}
 
-Id = Annotated[str, Field(min_length=1, max_length=64)]
-Text = Annotated[str, Field(max_length=1000)]
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
+Text = Annotated[str, Field(max_length=1000, pattern=NO_NUL)]
 Timestamp = Annotated[dt.datetime, AfterValidator(as_utc)]
 Amount = Annotated[int, Field(ge=-(2**53), le=2**53)]  # lowest denomination; JSON-safe
 
@@ -98,7 +99,7 @@ class Payment(_Loke):
     id: Id
     customer: CustomerTiny | None = None
     total: Amount
-    currency: Annotated[str, Field(min_length=3, max_length=3)]
+    currency: Annotated[str, Field(min_length=3, max_length=3, pattern=NO_NUL)]
     created_at: Timestamp | None = Field(None, alias="createdAt")
     completed_at: Timestamp | None = Field(None, alias="completedAt")
     refunded_at: Timestamp | None = Field(None, alias="refundedAt")
@@ -143,7 +144,4 @@ def parse_event(body: dict[str, Any]) -> CustomerEvent | StatisticsEvent | Payme
     try:
         return _EVENT_ADAPTER.validate_python(body)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise InvalidEvent(f"invalid {body.get('event')} body: {problems}") from None
+        raise InvalidEvent(f"invalid {body.get('event')} body: {summary(exc)}") from None

@@ -30,6 +30,7 @@ from app.metrics import PAGES
 from app.models import ListRunPage, ListSyncRun, Organization
 from app.services import Services
 from app.task_names import DELIVERY_FLUSH, LISTS_READ, LISTS_STAGE
+from app.validation import summary
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +184,9 @@ def _members(url: str, body: bytes) -> list[ListMemberRecord]:
     for item in page_items(url, body):
         try:
             members.append(MEMBER.validate_python(item))
-        except ValidationError:
-            log.warning(
-                "unreadable list member %r", item.get("id") if isinstance(item, dict) else None
-            )
+        except ValidationError as exc:
+            ident = item.get("id") if isinstance(item, dict) else None
+            log.warning("unreadable list member %r: %s", ident, summary(exc, limit=1))
     return members
 
 

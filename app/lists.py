@@ -26,6 +26,7 @@ from app.loke.client import LokeClient
 from app.models import CustomerList, ListMember, ListRunPage, ListSyncRun, Organization
 from app.services import Services
 from app.task_names import LISTS_READ
+from app.validation import is_list_id
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +159,14 @@ def _list_row(session: Session, org_id: str, list_id: str) -> CustomerList:
 
 
 def remember_names(session: Session, org_id: str, lists: list[dict[str, Any]]) -> None:
-    """Keep LOKE's list names, which list.add carries."""
+    """Keep LOKE's list names, which list.add carries. A list whose id no organization's
+    choice can hold (see `orgs.connect`) is not kept; a name is kept without NUL characters,
+    which the store cannot hold (it is only a label)."""
     for item in lists:
-        if isinstance(item.get("id"), str):
-            _list_row(session, org_id, item["id"]).name = str(item.get("name") or "")[:255]
+        list_id = item.get("id")
+        if is_list_id(list_id):
+            name = str(item.get("name") or "").replace("\x00", "")[:255]
+            _list_row(session, org_id, list_id).name = name
 
 
 def overview(services: Services, loke: LokeClient, org_id: str) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from app.models import (
     Payment,
 )
 from app.services import Services
+from app.validation import NO_NUL, is_list_id
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class OrgRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str | None = Field(None, max_length=255)
+    name: str | None = Field(None, max_length=255, pattern=NO_NUL)
     destination: dict[str, Any] | None = None
     lists: list[Any] | None = Field(None, max_length=1000)
     list_sync_interval_seconds: int | None = Field(
@@ -64,8 +65,8 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
     request = OrgRequest.model_validate(body)
     config = destinations.parse_config(request.destination) if request.destination else None
     for list_id in request.lists or []:
-        if not isinstance(list_id, str) or not 0 < len(list_id) <= 64:
-            raise InvalidRequest("lists must be LOKE list ids (strings)")
+        if not is_list_id(list_id):
+            raise InvalidRequest("lists must be LOKE list ids: 1 to 64 characters, no NUL")
     box = services.box
     now = utcnow()
     with services.db.transaction() as session:

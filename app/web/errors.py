@@ -8,18 +8,11 @@ from werkzeug.exceptions import HTTPException
 
 from app.delivery.destinations import UnknownDestination
 from app.orgs import InvalidRequest
+from app.validation import summary
 
 
 def error(status: int, code: str, message: str) -> tuple[Response, int]:
     return jsonify({"error": {"code": code, "message": message}}), status
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def register(app: Flask) -> None:
@@ -30,7 +23,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _invalid(exc: ValidationError) -> tuple[Response, int]:
-        return error(400, "invalid_request", _validation_message(exc))
+        return error(400, "invalid_request", summary(exc))
 
     @app.errorhandler(InvalidRequest)
     @app.errorhandler(UnknownDestination)
