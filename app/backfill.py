@@ -104,6 +104,13 @@ def run_page(
 ) -> None:
     """Fetch the run's next page (or `url`, sent ahead), send the task for the page after,
     apply this one and checkpoint."""
+    with paged_runs.crashes_counted(services, BackfillRun, run_id):
+        _run_page(services, loke, run_id, url, previous_url)
+
+
+def _run_page(
+    services: Services, loke: LokeClient, run_id: int, url: str | None, previous_url: str | None
+) -> None:
     fetched = paged_runs.fetch(
         services, loke, BackfillRun, run_id, BACKFILL_PAGE, url=url, previous_url=previous_url
     )

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app import dialect_sql, list_diff, list_staging, logs
+from app import dialect_sql, list_diff, list_staging, logs, paged_runs
 from app.db import utcnow
 from app.events import MEMBER, MEMBER_PAGE, ListMemberRecord
 from app.list_reader import run_failed
@@ -46,6 +46,11 @@ def stage_page(
 ) -> None:
     """Validate and stage one stored page; if that completed the run, apply the difference.
     With `refetch` (its stored body was unreadable) the page is read from LOKE again first."""
+    with paged_runs.crashes_counted(services, ListSyncRun, run_id):
+        _stage_page(services, loke, run_id, seq, refetch)
+
+
+def _stage_page(services: Services, loke: LokeClient, run_id: int, seq: int, refetch: bool) -> None:
     stored = _stored(services, run_id, seq)
     if stored is None:
         return  # staged already (a duplicate of this task), or cleared with its run

@@ -55,6 +55,11 @@ class StoredPage(NamedTuple):
 def read_pages(services: Services, loke: LokeClient, run_id: int) -> None:
     """Read the run's pages from the first one not stored yet, storing each and sending its
     task, until the last page (or READ_SECONDS, then a fresh reader goes on)."""
+    with paged_runs.crashes_counted(services, ListSyncRun, run_id):
+        _read_pages(services, loke, run_id)
+
+
+def _read_pages(services: Services, loke: LokeClient, run_id: int) -> None:
     at = _where_to_read(services, run_id)
     if at is None:
         return  # every page is stored, or the run is over

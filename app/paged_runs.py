@@ -1,15 +1,18 @@
 """Paged runs over LOKE: fetching the page at a backfill's checkpoint, and what list resyncs
-share with backfills, retrying a page that failed with a bound and finding runs whose task was
-lost with a worker."""
+share with backfills, retrying a page that failed with a bound, finding runs whose task was
+lost with a worker, and stopping a run whose page tasks keep crashing."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import logs
@@ -153,3 +156,44 @@ def stalled(services: Services, model: type[PagedRun]) -> list[int]:
         for run in runs:
             run.updated_at = now
         return [run.id for run in runs]
+
+
+# What a crashed task's error keeps of its message on the run (the worker's log has it whole).
+ERROR_CHARS = 500
+
+
+@contextmanager
+def crashes_counted(services: Services, model: type[PagedRun], run_id: int) -> Iterator[None]:
+    """Around a page task's work. An error that none of the task's own retries covers (a bug,
+    or data the store refuses) is counted on the run like a failed page, and raised again for
+    the worker's log. The sweeper sends a stalled run's work again; one whose tasks keep
+    crashing stops `failed` after BACKFILL_PAGE_ATTEMPTS, with the error on the run, instead
+    of being sent again for ever. (A lost database connection or a deadlock is not counted:
+    the task retries those itself.)"""
+    try:
+        yield
+    except OperationalError:
+        raise
+    except Exception as exc:
+        try:
+            _count_crash(services, model, run_id, exc)
+        except SQLAlchemyError:
+            log.exception("%s %s: could not count a crash on the run", model.__name__, run_id)
+        raise
+
+
+def _count_crash(services: Services, model: type[PagedRun], run_id: int, exc: Exception) -> None:
+    with services.db.transaction() as session:
+        run = session.get(model, run_id, with_for_update=True)
+        if run is None or run.status != "running":
+            return
+        run.attempts += 1
+        run.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+        # `updated_at` stays: it is the time of the run's last progress, which the sweeper
+        # goes by to send the crashed work again.
+        if run.attempts >= services.settings.backfill_page_attempts:
+            run.status, run.finished_at = "failed", utcnow()
+            log.error(
+                "%s %s stopped (failed) after %d crashes: %s",
+                model.__name__, run_id, run.attempts, run.last_error,
+            )  # fmt: skip

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import backfill, loke_client
+from app import backfill, loke_client, mirror
 from app.config import Settings
 from app.models import BackfillRun, Customer
 from app.services import Services
@@ -121,3 +121,37 @@ def test_an_unreadable_record_is_counted_and_the_rest_of_its_page_applied(
     run = the_run(services)
     assert (run.status, run.customers, run.invalid) == ("finished", 5, 1)
     assert stored(services) == 5
+
+
+def test_a_page_task_that_keeps_crashing_is_counted_and_its_run_stops_failed_then_resumes(
+    app: Flask,
+    client: FlaskClient,
+    dispatcher: RecordingDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = services_of(app)
+    limit = services.settings.backfill_page_attempts
+    [(run_id,)] = page_tasks(dispatcher)
+    with app.app_context():
+        backfill.run_page(services, loke_client(), run_id)  # the first page is applied
+
+        def crash(*_: object) -> None:
+            raise RuntimeError("a bug in the mirror")
+
+        monkeypatch.setattr(mirror, "apply_customers", crash)
+        for crashes in range(1, limit + 1):
+            with pytest.raises(RuntimeError):
+                backfill.run_page(services, loke_client(), run_id)  # as the sweeper sends it
+            run = the_run(services)
+            assert (run.attempts, run.last_error) == (crashes, "RuntimeError: a bug in the mirror")
+            assert run.status == ("failed" if crashes == limit else "running")
+            assert (run.pages, run.customers) == (1, 3)  # the checkpoint stays at page 2
+        assert run.finished_at is not None
+
+        monkeypatch.undo()  # the bug fixed: starting it again resumes from the checkpoint
+        assert backfill.start(services, ORG).run_id == run_id
+        for _ in range(2):
+            backfill.run_page(services, loke_client(), *page_tasks(dispatcher)[-1])
+    run = the_run(services)
+    assert (run.status, run.pages, run.customers, run.attempts) == ("finished", 3, 9, 0)
+    assert stored(services) == 9

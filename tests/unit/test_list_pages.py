@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from app import list_pages, list_reader, lists
+from app import list_diff, list_pages, list_reader, lists
 from app.config import Settings
 from app.loke.client import LokeClient
 from app.loke.errors import LokeError
@@ -201,6 +201,41 @@ def test_a_stalled_run_is_resumed_from_its_pages(
     tasks.run_all()
     run = the_run(services, run_id)
     assert (run.status, run.pages, run.members, run.adds) == ("finished", 4, 7, 7)
+    assert stored(services) == set(IDS)
+
+
+def test_a_page_task_that_keeps_crashing_is_counted_and_its_run_stops_failed(
+    app: Flask, client: FlaskClient, tasks: ListTasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_of(app)
+    limit = services.settings.backfill_page_attempts
+
+    def crash(*_: object) -> None:
+        raise RuntimeError("a bug in the diff")
+
+    monkeypatch.setattr(list_diff, "apply_difference", crash)  # the last page's transaction
+    run_id = start(app)
+    tasks.run(LISTS_READ)
+    for seq in range(3):
+        tasks.run(LISTS_STAGE, run_id, seq)
+    for crashes in range(1, limit + 1):
+        with pytest.raises(RuntimeError):
+            tasks.run(LISTS_STAGE, run_id, 3)
+        run = the_run(services, run_id)
+        assert (run.attempts, run.last_error) == (crashes, "RuntimeError: a bug in the diff")
+        assert run.status == ("failed" if crashes == limit else "running")
+        assert stored(services) == set()  # the membership is untouched
+        list_pages.resume(services, run_id)  # the sweeper found the run stalled
+        if run.status == "running":
+            tasks.run(LISTS_READ)  # stops at once: every page is stored
+    assert tasks.pending() == []  # a failed run is not resumed
+    assert the_run(services, run_id).finished_at is not None
+    lists.clear_stale_staging(services)
+    assert (staging_tables(services), count(services, ListRunPage)) == ([], 0)
+
+    monkeypatch.undo()  # the bug fixed: the next resync starts afresh
+    run = the_run(services, read_all(app, tasks))
+    assert (run.status, run.members, run.adds) == ("finished", 7, 7)
     assert stored(services) == set(IDS)
 
 
