@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 KICK_TTL_SECONDS = 60  # a lost task stops suppressing kicks after this; sweepers cover the gap
 
 
+class BrokerUnavailable(ConnectionError):
+    """The broker could not take a task: it is down or out of reach (not the task's fault)."""
+
+
 class Dispatcher(Protocol):
     def send(
         self,
@@ -26,7 +30,8 @@ class Dispatcher(Protocol):
         kwargs: dict[str, Any] | None = None,
         countdown: float = 0,
     ) -> None:
-        """Enqueue a task by its stable name; raises when the broker cannot take it."""
+        """Enqueue a task by its stable name; raises BrokerUnavailable when the broker cannot
+        take it."""
 
     def ping(self) -> None:
         """Raise if the broker cannot be reached."""

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import logs
 from app.backoff import backoff_seconds
 from app.db import utcnow
+from app.dispatch import BrokerUnavailable
 from app.loke.client import LokeClient, Page
 from app.loke.errors import LokeError
 from app.models import PagedRun
@@ -168,18 +169,25 @@ def crashes_counted(services: Services, model: type[PagedRun], run_id: int) -> I
     or data the store refuses) is counted on the run like a failed page, and raised again for
     the worker's log. The sweeper sends a stalled run's work again; one whose tasks keep
     crashing stops `failed` after BACKFILL_PAGE_ATTEMPTS, with the error on the run, instead
-    of being sent again for ever. (A lost database connection or a deadlock is not counted:
-    the task retries those itself.)"""
+    of being sent again for ever. An outage of the database or the broker is not counted: it
+    is no fault of the run's, and the run goes on once they are back."""
     try:
         yield
-    except OperationalError:
-        raise
     except Exception as exc:
+        if _is_outage(exc):
+            raise
         try:
             _count_crash(services, model, run_id, exc)
         except SQLAlchemyError:
             log.exception("%s %s: could not count a crash on the run", model.__name__, run_id)
         raise
+
+
+def _is_outage(exc: Exception) -> bool:
+    """A lost or refused connection (to PostgreSQL or the broker), or a deadlock."""
+    return isinstance(exc, OperationalError | BrokerUnavailable) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 def _count_crash(services: Services, model: type[PagedRun], run_id: int, exc: Exception) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import kombu.exceptions
 from celery import Celery, Task
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
 from flask import Flask
@@ -13,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from app import logs
 from app.config import Settings
+from app.dispatch import BrokerUnavailable
 from app.metrics import process_registry
 from workers.schedule import TASK_ROUTES, QueueName, beat_schedule
 
@@ -34,14 +36,17 @@ class CeleryDispatcher:
         kwargs: dict[str, Any] | None = None,
         countdown: float = 0,
     ) -> None:
-        self._celery.send_task(
-            task_name,
-            args=args,
-            kwargs=kwargs,
-            countdown=countdown or None,
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
-        )
+        try:
+            self._celery.send_task(
+                task_name,
+                args=args,
+                kwargs=kwargs,
+                countdown=countdown or None,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+            )
+        except kombu.exceptions.OperationalError as exc:  # (kombu's word for "unreachable")
+            raise BrokerUnavailable(f"{task_name} not sent: {exc}") from exc
 
     def ping(self) -> None:
         with self._celery.connection_for_write() as connection:

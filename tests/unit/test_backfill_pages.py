@@ -10,9 +10,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import backfill, loke_client, mirror
 from app.config import Settings
+from app.dispatch import BrokerUnavailable
 from app.models import BackfillRun, Customer
 from app.services import Services
 from app.task_names import BACKFILL_PAGE
@@ -155,3 +157,34 @@ def test_a_page_task_that_keeps_crashing_is_counted_and_its_run_stops_failed_the
     run = the_run(services)
     assert (run.status, run.pages, run.customers, run.attempts) == ("finished", 3, 9, 0)
     assert stored(services) == 9
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        OperationalError("UPDATE customers", {}, Exception("server closed the connection")),
+        DBAPIError("SELECT 1", {}, Exception("connection closed"), connection_invalidated=True),
+        BrokerUnavailable("backfill.page not sent: Redis refused the connection"),
+    ],
+    ids=["database-lost", "connection-invalidated", "broker-down"],
+)
+def test_an_outage_of_the_database_or_broker_is_not_counted_as_a_crash(
+    app: Flask,
+    client: FlaskClient,
+    dispatcher: RecordingDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    outage: Exception,
+) -> None:
+    services = services_of(app)
+    [(run_id,)] = page_tasks(dispatcher)
+
+    def down(*_: object) -> None:
+        raise outage
+
+    monkeypatch.setattr(mirror, "apply_customers", down)
+    with app.app_context():
+        for _ in range(services.settings.backfill_page_attempts + 1):
+            with pytest.raises(type(outage)):
+                backfill.run_page(services, loke_client(), run_id)
+    run = the_run(services)
+    assert (run.status, run.attempts, run.last_error) == ("running", 0, None)
