@@ -29,8 +29,8 @@ STATISTICS_EVENT = "customer.updated-statistics"
 PAYMENT_EVENTS = frozenset({"payment.completed", "payment.refunded"})
 HANDLED_EVENTS = CUSTOMER_EVENTS | PAYMENT_EVENTS | {STATISTICS_EVENT}
 
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
-Text = Annotated[str, Field(max_length=1000, pattern=NO_NUL)]
+Id = Annotated[str, Field(min_length=1, max_length=64), NO_NUL]
+Text = Annotated[str, Field(max_length=1000), NO_NUL]
 Timestamp = Annotated[dt.datetime, AfterValidator(as_utc)]
 Amount = Annotated[int, Field(ge=-(2**53), le=2**53)]  # lowest denomination; JSON-safe
 
@@ -99,7 +99,7 @@ class Payment(_Loke):
     id: Id
     customer: CustomerTiny | None = None
     total: Amount
-    currency: Annotated[str, Field(min_length=3, max_length=3, pattern=NO_NUL)]
+    currency: Annotated[str, Field(min_length=3, max_length=3), NO_NUL]
     created_at: Timestamp | None = Field(None, alias="createdAt")
     completed_at: Timestamp | None = Field(None, alias="completedAt")
     refunded_at: Timestamp | None = Field(None, alias="refundedAt")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select
@@ -46,7 +46,7 @@ class OrgRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str | None = Field(None, max_length=255, pattern=NO_NUL)
+    name: Annotated[str, Field(max_length=255), NO_NUL] | None = None
     destination: dict[str, Any] | None = None
     lists: list[Any] | None = Field(None, max_length=1000)
     list_sync_interval_seconds: int | None = Field(
