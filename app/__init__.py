@@ -51,9 +51,9 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.extensions["loke_client"] = make_loke_client(services)
 
     from app.web import admin, dashboard, errors, health, receiver
-    from app.web.org_ids import OrgIdConverter
+    from app.web.ids import IdConverter
 
-    app.url_map.converters["org"] = OrgIdConverter  # before the routes that use it
+    app.url_map.converters["id"] = IdConverter  # before the routes that use it
     observability.init_app(app, services)
     errors.register(app)
     app.register_blueprint(receiver.receiver)

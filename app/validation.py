@@ -17,8 +17,9 @@ from pydantic_core import PydanticCustomError
 
 NUL_MESSAGE = "must not contain the NUL character (U+0000)"
 
-# An organization id in a URL: what the store keeps (64 characters), no NUL, no slash.
-ORG_ID_IN_PATH = r"[^/\x00]{1,64}"
+# An id in a URL (organization, customer, list): what the store keeps (64 characters), no NUL,
+# no slash.
+ID_IN_PATH = r"[^/\x00]{1,64}"
 
 
 def _refuse_nul(value: str) -> str:

@@ -34,7 +34,7 @@ def list_orgs() -> Response:
         return jsonify({"orgs": [orgs.status(session, org) for org in found]})
 
 
-@admin.put("/orgs/<org:org_id>")
+@admin.put("/orgs/<id:org_id>")
 def put_org(org_id: str) -> tuple[Response, int]:
     found = services()
     created = orgs.connect(found, loke_client(), org_id, request.get_json(silent=True))
@@ -47,7 +47,7 @@ def put_org(org_id: str) -> tuple[Response, int]:
         return jsonify(orgs.status(session, org)), 201 if created else 200
 
 
-@admin.get("/orgs/<org:org_id>")
+@admin.get("/orgs/<id:org_id>")
 def get_org(org_id: str) -> tuple[Response, int]:
     with services().db.transaction() as session:
         org = session.get(Organization, org_id)
@@ -56,7 +56,7 @@ def get_org(org_id: str) -> tuple[Response, int]:
         return jsonify(orgs.status(session, org)), 200
 
 
-@admin.delete("/orgs/<org:org_id>")
+@admin.delete("/orgs/<id:org_id>")
 def delete_org(org_id: str) -> tuple[Response, int]:
     purge = request.args.get("purge", "").lower() in {"1", "true", "yes"}
     try:
@@ -70,7 +70,7 @@ def delete_org(org_id: str) -> tuple[Response, int]:
     return jsonify({"status": "disconnected", "purged": purge}), 200
 
 
-@admin.post("/orgs/<org:org_id>/subscription")
+@admin.post("/orgs/<id:org_id>/subscription")
 def reset_subscription(org_id: str) -> tuple[Response, int]:
     found = services()
     ok = orgs.subscribe(found, loke_client(), org_id)
@@ -81,7 +81,7 @@ def reset_subscription(org_id: str) -> tuple[Response, int]:
         return jsonify(orgs.status(session, org)["subscription"]), 200 if ok else 502
 
 
-@admin.post("/orgs/<org:org_id>/backfill")
+@admin.post("/orgs/<id:org_id>/backfill")
 def start_backfill(org_id: str) -> tuple[Response, int]:
     found = services()
     try:
@@ -95,7 +95,7 @@ def start_backfill(org_id: str) -> tuple[Response, int]:
     return jsonify({"backfill": run}), 202
 
 
-@admin.get("/orgs/<org:org_id>/lists")
+@admin.get("/orgs/<id:org_id>/lists")
 def get_lists(org_id: str) -> tuple[Response, int]:
     if not _connected(org_id):
         return error(404, "not_found", f"organization {org_id} is not connected")
@@ -106,7 +106,7 @@ def get_lists(org_id: str) -> tuple[Response, int]:
     return jsonify({"lists": found}), 200
 
 
-@admin.post("/orgs/<org:org_id>/lists/sync")
+@admin.post("/orgs/<id:org_id>/lists/sync")
 def sync_lists(org_id: str) -> tuple[Response, int]:
     if not _connected(org_id):
         return error(404, "not_found", f"organization {org_id} is not connected")
@@ -121,7 +121,7 @@ def _connected(org_id: str) -> bool:
         return org is not None and org.connected
 
 
-@admin.get("/orgs/<org:org_id>/customers/<customer_id>")
+@admin.get("/orgs/<id:org_id>/customers/<id:customer_id>")
 def get_customer(org_id: str, customer_id: str) -> tuple[Response, int]:
     with services().db.transaction() as session:
         found = customers.view(session, org_id, customer_id)

@@ -98,7 +98,7 @@ def home() -> str:
     return render_template("home.html", rows=rows, refresh=REFRESH_SECONDS if running else None)
 
 
-@dashboard.get("/orgs/<org:org_id>")
+@dashboard.get("/orgs/<id:org_id>")
 def org_page(org_id: str) -> str | tuple[str, int]:
     found = services()
     with found.db.transaction() as session:
@@ -156,7 +156,7 @@ def _back_to_org(org_id: str) -> Response:
     return redirect(url_for("dashboard.org_page", org_id=org_id), 303)
 
 
-@dashboard.post("/orgs/<org:org_id>/subscription")
+@dashboard.post("/orgs/<id:org_id>/subscription")
 def reset_subscription(org_id: str) -> Response:
     if orgs.subscribe(services(), loke_client(), org_id):
         flash("Subscription sent to LOKE again: ok.", "ok")
@@ -167,7 +167,7 @@ def reset_subscription(org_id: str) -> Response:
     return _back_to_org(org_id)
 
 
-@dashboard.post("/orgs/<org:org_id>/backfill")
+@dashboard.post("/orgs/<id:org_id>/backfill")
 def start_backfill(org_id: str) -> Response:
     try:
         started = backfill.start(services(), org_id)
@@ -181,7 +181,7 @@ def start_backfill(org_id: str) -> Response:
     return _back_to_org(org_id)
 
 
-@dashboard.post("/orgs/<org:org_id>/lists/sync")
+@dashboard.post("/orgs/<id:org_id>/lists/sync")
 def sync_lists(org_id: str) -> Response:
     if not _connected(org_id):
         flash(f"Organization {org_id} is not connected.", "error")
@@ -195,7 +195,7 @@ def sync_lists(org_id: str) -> Response:
     return _back_to_org(org_id)
 
 
-@dashboard.post("/orgs/<org:org_id>/lists/<list_id>/choice")
+@dashboard.post("/orgs/<id:org_id>/lists/<id:list_id>/choice")
 def choose_list(org_id: str, list_id: str) -> Response:
     """Opt a list in or out: the `lists` field of PUT /api/orgs/<orgId>, through orgs.connect."""
     found = services()

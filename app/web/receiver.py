@@ -45,7 +45,7 @@ def _count(response: Response) -> Response:
     return response
 
 
-@receiver.post("/webhooks/loke/<org:org_id>")
+@receiver.post("/webhooks/loke/<id:org_id>")
 def receive(org_id: str) -> tuple[Response, int]:
     services: Services = current_app.extensions["loke_sync"]
     secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]

@@ -144,15 +144,16 @@ def test_an_admin_request_with_a_nul_is_refused_and_changes_nothing(
         assert (org.name, org.lists) == (None, ["L1"])
 
 
-@pytest.mark.parametrize("org_id", ["org%00nul", "o" * 65])
-def test_an_organization_id_no_store_can_hold_is_not_found(
-    app: Flask, client: FlaskClient, org_id: str
+@pytest.mark.parametrize("bad_id", ["id%00nul", "i" * 65])
+def test_an_id_in_a_url_that_no_store_can_hold_is_not_found(
+    app: Flask, client: FlaskClient, bad_id: str
 ) -> None:
     dest = {"destination": {"type": "http", "url": "http://127.0.0.1:9/", "secret": "s" * 16}}
     for method, url, body in [
-        ("PUT", f"/api/orgs/{org_id}", dest),
-        ("GET", f"/api/orgs/{org_id}/lists", None),
-        ("POST", f"/webhooks/loke/{org_id}", {"event": "customer.updated"}),
+        ("PUT", f"/api/orgs/{bad_id}", dest),
+        ("GET", f"/api/orgs/{bad_id}/lists", None),
+        ("GET", f"/api/orgs/{ORG}/customers/{bad_id}", None),
+        ("POST", f"/webhooks/loke/{bad_id}", {"event": "customer.updated"}),
     ]:
         answer: Any = client.open(url, method=method, json=body, headers=AUTH)
         assert answer.status_code == 404, (method, url, answer.json)
