@@ -22,14 +22,14 @@ from pydantic import (
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from app.timestamps import as_utc
-from app.validation import NO_NUL, summary
+from app.validation import ID_CHARS, NO_NUL, summary
 
 CUSTOMER_EVENTS = frozenset({"customer.created", "customer.updated"})
 STATISTICS_EVENT = "customer.updated-statistics"
 PAYMENT_EVENTS = frozenset({"payment.completed", "payment.refunded"})
 HANDLED_EVENTS = CUSTOMER_EVENTS | PAYMENT_EVENTS | {STATISTICS_EVENT}
 
-Id = Annotated[str, Field(min_length=1, max_length=64), NO_NUL]
+Id = Annotated[str, Field(min_length=1, max_length=ID_CHARS), NO_NUL]
 Text = Annotated[str, Field(max_length=1000), NO_NUL]
 Timestamp = Annotated[dt.datetime, AfterValidator(as_utc)]
 Amount = Annotated[int, Field(ge=-(2**53), le=2**53)]  # lowest denomination; JSON-safe

@@ -17,9 +17,10 @@ from pydantic_core import PydanticCustomError
 
 NUL_MESSAGE = "must not contain the NUL character (U+0000)"
 
-# An id in a URL (organization, customer, list): what the store keeps (64 characters), no NUL,
-# no slash.
-ID_IN_PATH = r"[^/\x00]{1,64}"
+ID_CHARS = 64  # the longest id the store keeps (organization, customer, list, payment)
+
+# An id in a URL (organization, customer, list): what the store keeps, no NUL, no slash.
+ID_IN_PATH = rf"[^/\x00]{{1,{ID_CHARS}}}"
 
 
 def _refuse_nul(value: str) -> str:
@@ -35,7 +36,7 @@ NO_NUL = AfterValidator(_refuse_nul)
 
 def is_list_id(value: object) -> TypeGuard[str]:
     """A LOKE list id as the store keeps it (an organization's choice, a list's row)."""
-    return isinstance(value, str) and 0 < len(value) <= 64 and "\x00" not in value
+    return isinstance(value, str) and 0 < len(value) <= ID_CHARS and "\x00" not in value
 
 
 def summary(exc: ValidationError, limit: int = 5) -> str:
