@@ -7,13 +7,15 @@ WORKDIR /srv/loke-crm-sync
 # Dependencies first, pinned by the lock, so code changes do not reinstall them.
 COPY pyproject.toml README.md ./
 COPY requirements/constraints.txt requirements/constraints.txt
-RUN mkdir -p app workers tasks && touch app/__init__.py workers/__init__.py tasks/__init__.py \
+RUN mkdir -p app workers tasks devtools \
+    && touch app/__init__.py workers/__init__.py tasks/__init__.py devtools/__init__.py \
     && pip install -c requirements/constraints.txt ".[monitoring]" \
     && pip uninstall -y loke-crm-sync
 
 COPY app app
 COPY workers workers
 COPY tasks tasks
+COPY devtools devtools
 COPY migrations migrations
 COPY alembic.ini ./
 # Editable, so alembic.ini and migrations/ stay beside the code that finds them.
@@ -23,4 +25,4 @@ RUN pip install --no-deps -e . \
 USER loke
 
 EXPOSE 8000
-CMD ["sh", "-c", "exec gunicorn app.wsgi:app --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-4} --no-control-socket --access-logfile -"]
+CMD ["loke-sync", "web"]

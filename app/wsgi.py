@@ -1,5 +1,5 @@
 """The WSGI entry for gunicorn: `gunicorn app.wsgi:app`."""
 
-from app import create_app
+from app.factory import create_app
 
 app = create_app()

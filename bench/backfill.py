@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 import requests
 
+from app.core.queues import QueueName
 from bench.common import (
     CRM_SECRET,
     BenchStack,
@@ -144,7 +145,7 @@ def get_all_pages(loke: FakeLoke, org: str, expected: int) -> GetRun:
 # -- the CRM sink ------------------------------------------------------------------------------
 def start_sink(bench: BenchStack) -> str:
     port = free_port()
-    argv = [sys.executable, "-m", "bench.crm_sink", "--port", str(port), "--secret", CRM_SECRET]
+    argv = [sys.executable, "-m", "devtools.crm", "--port", str(port), "--secret", CRM_SECRET]
     service = bench.stack._start("crm-sink", argv)
     url = f"http://127.0.0.1:{port}"
     _wait_until(lambda: _answers(f"{url}/healthz"), service, 30)
@@ -284,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     big = args.big or (50_000 if args.quick else 200_000)
     small = args.small or (10_000 if args.quick else 20_000)
     limited = args.limited or (10_000 if args.quick else 20_000)
-    workers = WorkerSettings(args.workers, args.pool, args.concurrency, "backfill,delivery,events")
+    workers = WorkerSettings(
+        args.workers,
+        args.pool,
+        args.concurrency,
+        (QueueName.BACKFILL, QueueName.DELIVERY, QueueName.EVENTS),
+    )
     batch_size, rps = 1000, 1000.0
 
     with bench_stack("backfill") as bench:
@@ -298,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             f" maxRequestsPerSecond {rps:g}; rate-limited run: batchSize {args.limit_batch},"
             f" maxRequestsPerSecond {args.limit_rps:g}"
         )
-        print(f"CRM: bench.crm_sink (own process, counts only); logs in {bench.log_dir}")
+        print(f"CRM: devtools.crm (own process, counting mode); logs in {bench.log_dir}")
         start_gunicorn(bench.stack, "web", "app.wsgi:app", bench.port, 2)
         sink_url = start_sink(bench)
 

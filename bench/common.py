@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import statistics
-import sys
 import threading
 import time
 from collections import Counter
@@ -31,11 +30,14 @@ from typing import Any
 import psycopg
 import requests
 
-from app.migrate import upgrade
+from app.core.processes import web_command, worker_command
+from app.core.queues import QueueName
+from app.store.migrate import upgrade
+from devtools.crm import FakeCrm
 from tests.conftest import ADMIN_TOKEN, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
 from tests.support.processes import (
+    LIVE_QUEUES,
     ROOT,
     Service,
     Stack,
@@ -64,7 +66,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 class BenchStack:
     stack: Stack
     loke: FakeLoke
-    crm: RecordingCrm
+    crm: FakeCrm
     database_url: str
     redis_url: str
     port: int  # the real receiver's port
@@ -77,7 +79,7 @@ class BenchStack:
 
 @contextmanager
 def bench_stack(name: str) -> Iterator[BenchStack]:
-    """A fresh PostgreSQL database (migrated), Redis db 12, a FakeLoke and a RecordingCrm, and a
+    """A fresh PostgreSQL database (migrated), Redis db 12, a FakeLoke and a FakeCrm, and a
     Stack whose processes get production-like environment configuration."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     log_dir = LOG_ROOT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -86,7 +88,7 @@ def bench_stack(name: str) -> Iterator[BenchStack]:
         upgrade(database_url)
         redis_url = exits.enter_context(fresh_redis_database(REDIS_DB))
         loke = exits.enter_context(FakeLoke(LOKE_CLIENT_ID, LOKE_CLIENT_SECRET))
-        crm = exits.enter_context(RecordingCrm(CRM_SECRET))
+        crm = exits.enter_context(FakeCrm(CRM_SECRET))
         port = free_port()
         stack = Stack(service_env(database_url, redis_url, loke.url, port), log_dir)
         exits.callback(stack.stop_all)  # runs first: processes go before their database
@@ -96,17 +98,7 @@ def bench_stack(name: str) -> Iterator[BenchStack]:
 # -- processes -------------------------------------------------------------------------------
 def gunicorn_argv(app_spec: str, port: int, workers: int) -> list[str]:
     """The receiver's flags (as `Stack.web` gives them), for any WSGI app."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        app_spec,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--no-control-socket",
-    ]
+    return web_command(f"127.0.0.1:{port}", workers, access_log=False, wsgi_app=app_spec)
 
 
 def start_gunicorn(stack: Stack, name: str, app_spec: str, port: int, workers: int) -> Service:
@@ -120,12 +112,12 @@ class WorkerSettings:
     instances: int = 2
     pool: str = "threads"
     concurrency: int = 4
-    queues: str = "events,delivery"
+    queues: tuple[QueueName, ...] = LIVE_QUEUES
 
     def describe(self) -> str:
         return (
             f"{self.instances} worker instance(s), -P {self.pool} -c {self.concurrency}"
-            f" -Q {self.queues}, prefetch 1, acks_late (the service's Celery config)"
+            f" -Q {','.join(self.queues)}, prefetch 1, acks_late (the service's Celery config)"
         )
 
 
@@ -136,27 +128,11 @@ def start_workers(
     services = []
     for n in range(1, settings.instances + 1):
         name = f"{tag}-w{n}"
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.worker",
-            "worker",
-            "-Q",
+        argv = worker_command(
             settings.queues,
-            "-n",
-            f"{name}@%h",
-            "-P",
-            settings.pool,
-            "-c",
-            str(settings.concurrency),
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+            ["-n", f"{name}@%h", "-P", settings.pool, "-c", str(settings.concurrency),
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        )  # fmt: skip
         if include:
             argv += ["--include", ",".join(include)]
         services.append(stack._start(name, argv))

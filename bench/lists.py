@@ -20,17 +20,13 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import hashlib
-import hmac
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -39,6 +35,7 @@ from urllib.parse import urlencode
 import psycopg
 import requests
 
+from app.core.queues import QueueName
 from bench.common import (
     CRM_SECRET,
     BenchStack,
@@ -55,8 +52,9 @@ from bench.common import (
     stop_services,
     tree_hwm_kb,
 )
+from devtools.crm import FakeCrm, OrgCounts
 from tests.conftest import ADMIN_TOKEN, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET
-from tests.support import FakeServer, Request, Response, json_response
+from tests.support import Request, Response, json_response
 from tests.support.fake_loke import FakeLoke, make_customer
 
 LIST_ID = "LBENCH"
@@ -64,89 +62,6 @@ PAGE_SIZE = 1000
 CHURN = 0.01
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 _TINY = ("id", "email", "firstName", "lastName", "phoneNumber")  # FakeLoke's member fields
-
-
-# -- a fast CRM that keeps list membership ----------------------------------------------------
-@dataclass
-class Phase:
-    """What the CRM applied for one organization since the last `ListSink.new_phase`."""
-
-    ops: Counter[str] = field(default_factory=Counter)
-    upserted: Counter[str] = field(default_factory=Counter)  # customerId -> contact.upserts
-    added: Counter[str] = field(default_factory=Counter)  # customerId -> list.adds
-    removed: Counter[str] = field(default_factory=Counter)  # customerId -> list.removes
-    batches: int = 0
-    last_answer: float = 0.0  # epoch of the last applied batch's answer
-
-
-class ListSink(FakeServer):
-    """Counts operations by type and keeps each list's members; checks the signature and the
-    batch shape only (RecordingCrm's per-operation ordering checks cost too much at 400k ops).
-    Runs in the bench process: during the measured resync it receives only the churn."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret.encode()
-        self.lock = threading.Lock()
-        self.members: dict[tuple[str, str], set[str]] = {}
-        self.phases: dict[str, Phase] = {}
-        self.seen: set[str] = set()
-        self.duplicates = 0
-        self.errors: list[str] = []
-
-    def new_phase(self, org: str) -> None:
-        with self.lock:
-            self.phases[org] = Phase()
-
-    def phase(self, org: str) -> Phase:
-        with self.lock:
-            return self.phases.setdefault(org, Phase())
-
-    def list_size(self, org: str, list_id: str) -> int:
-        with self.lock:
-            return len(self.members.get((org, list_id), ()))
-
-    def members_of(self, org: str, list_id: str) -> set[str]:
-        with self.lock:
-            return set(self.members.get((org, list_id), ()))
-
-    def handle(self, request: Request) -> Response:
-        expected = "sha256=" + hmac.new(self.secret, request.body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(
-            (request.header("x-signature") or "").encode(), expected.encode()
-        ):
-            with self.lock:
-                self.errors.append("bad signature")
-            return json_response(401, {"error": {"code": "bad_signature", "message": "bad"}})
-        try:
-            batch = json.loads(request.body)
-            batch_id, org, ops = batch["batchId"], batch["organizationId"], batch["operations"]
-            if not isinstance(ops, list) or not batch_id or not org:
-                raise ValueError("bad batch")
-            parsed = [(op["type"], op["customerId"], op.get("listId")) for op in ops]
-        except (ValueError, KeyError, TypeError) as exc:
-            with self.lock:
-                self.errors.append(f"malformed batch: {exc!r}")
-            return json_response(400, {"error": {"code": "invalid_batch", "message": str(exc)}})
-        with self.lock:
-            if batch_id in self.seen:
-                self.duplicates += 1
-                return json_response(200, {"status": "duplicate"})
-            self.seen.add(batch_id)
-            phase = self.phases.setdefault(org, Phase())
-            for kind, customer, list_id in parsed:
-                phase.ops[kind] += 1
-                if kind == "contact.upsert":
-                    phase.upserted[customer] += 1
-                elif kind == "list.add":
-                    phase.added[customer] += 1
-                    self.members.setdefault((org, str(list_id)), set()).add(customer)
-                elif kind == "list.remove":
-                    phase.removed[customer] += 1
-                    self.members.setdefault((org, str(list_id)), set()).discard(customer)
-            phase.batches += 1
-            phase.last_answer = time.time()
-        return json_response(200, {"status": "applied", "operations": len(ops)})
 
 
 # -- FakeLoke: member pages without building the whole list per page ---------------------------
@@ -249,7 +164,7 @@ class SyncResult:
     pages: int
     adds: int  # as the run counted them
     removes: int
-    phase: Phase
+    phase: OrgCounts
 
 
 def post_sync(bench: BenchStack, org: str) -> int:
@@ -290,7 +205,7 @@ def run_state(
 
 def sync_and_wait(
     bench: BenchStack,
-    sink: ListSink,
+    sink: FakeCrm,
     org: str,
     timeout: float,
     label: str,
@@ -300,7 +215,7 @@ def sync_and_wait(
     (`at_end` is called then, before a second of waiting for stray deliveries). Polled on one
     connection kept open (a connection a poll would fork a server backend 20 times a second,
     on the cores the resync runs on)."""
-    sink.new_phase(org)
+    sink.reset_counts(org)
     with psycopg.connect(bench.database_url, autocommit=True) as connection:
         began = time.time()
         run_id = post_sync(bench, org)
@@ -322,14 +237,14 @@ def sync_and_wait(
             time.sleep(0.05)
     at_end()
     time.sleep(1.0)  # anything delivered after "nothing pending" would be counted (and wrong)
-    phase = sink.phase(org)
+    phase = sink.counts(org)
     finished = finished_at.timestamp()
     end = max(finished, phase.last_answer)
     return SyncResult(run_id, status, end - began, finished - began, pages, adds, removes, phase)
 
 
 def connect_with_list(
-    bench: BenchStack, sink: ListSink, org: str, batch_size: int, rps: float
+    bench: BenchStack, sink: FakeCrm, org: str, batch_size: int, rps: float
 ) -> None:
     """Connect through the admin API with the list chosen (connect_org's PUT, plus `lists`)."""
     bench.loke.add_org(org)
@@ -394,7 +309,7 @@ def settle_database(bench: BenchStack) -> float:
 
 def run_size(
     bench: BenchStack,
-    sink: ListSink,
+    sink: FakeCrm,
     workers: WorkerSettings,
     n: int,
     batch_size: int,
@@ -414,7 +329,7 @@ def run_size(
         print(f"{n:,} members: first full sync ...", flush=True)
         with RssSampler(pids) as first_rss:
             first = sync_and_wait(bench, sink, org, 120 + n / 100, f"first sync {n:,}")
-        stored = sink.list_size(org, LIST_ID)
+        stored = len(sink.members(org, LIST_ID))
         print(
             f"  first sync: {first.seconds:.1f} s, CRM holds {stored:,} members,"
             f" ops {dict(first.phase.ops)}",
@@ -468,7 +383,7 @@ def run_size(
         and phase.removed == Counter(dict.fromkeys(removed, 1))
         and phase.upserted == Counter(dict.fromkeys(new, 1))
     )
-    final_ok = sink.members_of(org, LIST_ID) == set(members_now)
+    final_ok = sink.members(org, LIST_ID) == set(members_now)
     return SizeResult(
         members=n,
         churn=churn,
@@ -536,13 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes = args.sizes or ([10_000, 50_000] if args.quick else [20_000, 200_000])
-    workers = WorkerSettings(args.workers, args.pool, args.concurrency, "lists,delivery")
+    workers = WorkerSettings(
+        args.workers, args.pool, args.concurrency, (QueueName.LISTS, QueueName.DELIVERY)
+    )
     batch_size, rps = 1000, 1000.0
     if not args.no_wait:
         wait_for_other_benches()
 
     results: list[SizeResult] = []
-    with bench_stack("lists") as bench, ListSink(CRM_SECRET) as sink:
+    with bench_stack("lists") as bench, FakeCrm(CRM_SECRET, counting=True) as sink:
         bench.loke.page_size = PAGE_SIZE
         serve_member_pages_by_slice(bench.loke)
         print(
@@ -560,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(
                 run_size(bench, sink, workers, n, batch_size, rps, settle=not args.no_settle)
             )
-        sink_errors, duplicates = list(sink.errors), sink.duplicates
+        sink_errors = sink.violations() + ["bad signature"] * sink.bad_signatures
+        duplicates = len(sink.duplicate_batch_ids)
 
     print()
     print_table(

@@ -26,6 +26,7 @@ import redis
 from celery import Celery
 from kombu import Queue
 
+from app.core.queues import QueueName
 from bench.common import (
     BenchStack,
     WorkerSettings,
@@ -41,9 +42,8 @@ from bench.common import (
     stop_services,
 )
 from bench.noop_task import DONE_KEY, END_KEY, FIRST_KEY, NOOP_TASK
-from tests.support.fake_crm import RecordingCrm
+from devtools.crm import FakeCrm
 from tests.support.streams import make_stream, mismatches
-from workers.schedule import QueueName
 
 EVENTS_PER_CUSTOMER = (
     9.3  # make_stream: created + 4 updates + 3 statistics + 1 payment + 30% refunds
@@ -135,7 +135,7 @@ def run_pipeline(
     crm = bench.crm
     crm.reset()
 
-    def delivered(c: RecordingCrm) -> bool:
+    def delivered(c: FakeCrm) -> bool:
         return not mismatches(stream.truth, org, c.contacts, c.payments)
 
     # crm.answered is in time.monotonic(); worker logs are in epoch time.

@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 import requests
 
+from app.core.queues import ALL_QUEUES
 from bench.common import (
     LOG_ROOT,
     BenchStack,
@@ -254,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     with bench_stack("soak") as bench, LagCrm("bench-crm-secret", org) as crm:
         bench.stack.env |= {"LIST_DISPATCH_SECONDS": "10"}
         web = start_gunicorn(bench.stack, "receiver", "app.wsgi:app", bench.port, 4)
-        queues = "events,delivery,backfill,lists"
-        workers = start_workers(bench.stack, WorkerSettings(2, "threads", 4, queues), "soak")
+        workers = start_workers(bench.stack, WorkerSettings(2, "threads", 4, ALL_QUEUES), "soak")
         bench.stack.beat()
         secret = connect_org(bench, org, url=crm.url)
         refresh_backfill_org(bench, bf_org, 0)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from app.config import load_settings
-from app.db import make_engine
-from app.list_staging import is_staging_table
-from app.models import Base
+from app.core.config import load_settings
+from app.lists.staging import is_staging_table
+from app.store.db import make_engine
+from app.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

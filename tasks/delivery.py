@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from app import services
-from app.delivery import sweep as outbox_sweep
+from app.core.kicks import Kick
+from app.core.services import current_services
+from app.core.task_names import DELIVERY_FLUSH, DELIVERY_SWEEP
 from app.delivery.sender import flush_org
-from app.task_names import DELIVERY_FLUSH, DELIVERY_SWEEP
+from app.delivery.sweep import orgs_with_forgotten_work
 
 
 @shared_task(name=DELIVERY_FLUSH)
-def flush(org_id: str, kick: str = "now") -> None:
-    flush_org(services(), org_id, kick)
+def flush(org_id: str, kick: str = Kick.NOW) -> None:
+    """Deliver what is pending for one organization (`kick`: which kind of kick sent this)."""
+    flush_org(current_services(), org_id, sent_by=kick)
 
 
 @shared_task(name=DELIVERY_SWEEP)
 def sweep() -> None:
-    found = services()
-    after = found.settings.outbox_sweep_after_seconds
-    for org_id in outbox_sweep.orgs_with_forgotten_work(found.db, after):
-        found.dispatcher.send(DELIVERY_FLUSH, (org_id,))
+    """Send a flush for every organization whose due work nobody is doing."""
+    services = current_services()
+    after = services.settings.outbox_sweep_after_seconds
+    for org_id in orgs_with_forgotten_work(services.db, after):
+        services.dispatcher.send(DELIVERY_FLUSH, (org_id,))

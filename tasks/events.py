@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from app import inbox, services
-from app.processing import drain_inbox
-from app.task_names import EVENTS_DRAIN, EVENTS_SWEEP
+from app.core.kicks import Kick
+from app.core.services import current_services
+from app.core.task_names import EVENTS_DRAIN, EVENTS_SWEEP
+from app.ingest import inbox
+from app.ingest.apply import drain_inbox
 
 
 @shared_task(name=EVENTS_DRAIN)
-def drain(kick: str = "now") -> None:
-    drain_inbox(services(), kick)
+def drain(kick: str = Kick.NOW) -> None:
+    """Apply pending events (`kick`: which kind of kick sent this task)."""
+    drain_inbox(current_services(), sent_by=kick)
 
 
 @shared_task(name=EVENTS_SWEEP)
 def sweep() -> None:
-    found = services()
-    with found.db.transaction() as session:
+    """Send a drain if events have waited too long (their task was lost)."""
+    services = current_services()
+    with services.db.transaction() as session:
         age = inbox.oldest_pending_age_seconds(session)
-    if age is not None and age >= found.settings.inbox_sweep_after_seconds:
-        found.dispatcher.send(EVENTS_DRAIN)
+    if age is not None and age >= services.settings.inbox_sweep_after_seconds:
+        services.dispatcher.send(EVENTS_DRAIN)

@@ -4,32 +4,38 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from app import list_pages, list_reader, lists, loke_client, paged_runs, services
-from app.models import ListSyncRun
-from app.task_names import LISTS_DUE, LISTS_READ, LISTS_STAGE, LISTS_SWEEP
+from app.backfill import paged_runs
+from app.core.services import current_services
+from app.core.task_names import LISTS_DUE, LISTS_READ, LISTS_STAGE, LISTS_SWEEP
+from app.lists import reader, runs, stager
+from app.loke.client import current_loke_client
+from app.store.models import ListSyncRun
 
 
 @shared_task(name=LISTS_READ)
 def read(run_id: int) -> None:
-    list_reader.read_pages(services(), loke_client(), run_id)
+    """Read a resync's member pages from the first one not stored yet."""
+    reader.read_pages(current_services(), current_loke_client(), run_id)
 
 
 @shared_task(name=LISTS_STAGE)
 def stage(run_id: int, seq: int, refetch: bool = False) -> None:
-    list_pages.stage_page(services(), loke_client(), run_id, seq, refetch)
+    """Stage one stored member page (read from LOKE again with `refetch`)."""
+    stager.stage_page(current_services(), current_loke_client(), run_id, seq, refetch)
 
 
 @shared_task(name=LISTS_SWEEP)
 def sweep() -> None:
-    found = services()
-    for run_id in paged_runs.stalled(found, ListSyncRun):
-        list_pages.resume(found, run_id)
-    lists.clear_stale_staging(found)
+    """Resume stalled resyncs; drop the staging of those that are over."""
+    services = current_services()
+    for run_id in paged_runs.stalled(services, ListSyncRun):
+        runs.resume(services, run_id)
+    runs.clear_stale_staging(services)
 
 
 @shared_task(name=LISTS_DUE)
 def dispatch_due() -> None:
     """Beat runs this every minute; each organization's own interval decides what is due."""
-    found = services()
-    for org_id in lists.due_orgs(found):
-        lists.start_chosen(found, org_id)
+    services = current_services()
+    for org_id in runs.due_orgs(services):
+        runs.start_chosen(services, org_id)

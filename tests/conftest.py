@@ -10,20 +10,31 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.config import Settings, load_settings
-from app.migrate import upgrade
-from app.services import Services
-from tests.support.fake_crm import RecordingCrm
+from app.core.config import Settings, load_settings
+from app.core.services import Services
+from app.factory import create_app
+from app.store.migrate import upgrade
+from devtools.crm import FakeCrm
+from tests.support.credentials import (
+    ADMIN_TOKEN,
+    AUTH,
+    CRM_SECRET,
+    LOKE_CLIENT_ID,
+    LOKE_CLIENT_SECRET,
+    SECRET_KEY,
+)
 from tests.support.fake_loke import FakeLoke
 from tests.support.processes import fresh_postgres_database
 
-ADMIN_TOKEN = "test-admin-token"
-SECRET_KEY = "test-secret-key-for-encryption"
-LOKE_CLIENT_ID = "crm-addon"
-LOKE_CLIENT_SECRET = "crm-addon-secret"
-CRM_SECRET = "crm-destination-secret"
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Re-exported: most tests import them from here.
+__all__ = [
+    "ADMIN_TOKEN",
+    "AUTH",
+    "CRM_SECRET",
+    "LOKE_CLIENT_ID",
+    "LOKE_CLIENT_SECRET",
+    "SECRET_KEY",
+]
 
 
 class RecordingDispatcher:
@@ -77,8 +88,8 @@ def loke() -> Iterator[FakeLoke]:
 
 
 @pytest.fixture
-def crm() -> Iterator[RecordingCrm]:
-    with RecordingCrm(CRM_SECRET) as fake:
+def crm() -> Iterator[FakeCrm]:
+    with FakeCrm(CRM_SECRET) as fake:
         yield fake
 
 
@@ -130,6 +141,6 @@ def services_of(flask_app: Flask) -> Services:
     return found
 
 
-def destination(crm: RecordingCrm, **overrides: Any) -> dict[str, Any]:
+def destination(crm: FakeCrm, **overrides: Any) -> dict[str, Any]:
     return {"type": "http", "url": crm.url, "secret": CRM_SECRET, "batchSize": 100,
             "maxRequestsPerSecond": 50} | overrides  # fmt: skip

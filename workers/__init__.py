@@ -1,1 +1,1 @@
-"""The Celery side: the app bound to Flask, the closed set of queues, routing and beat."""
+"""The Celery processes: the worker and beat entry, the beat schedule and its scheduler."""

@@ -26,6 +26,7 @@ class ResilientRedBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
     """RedBeatScheduler that recovers its lock and static entries after Redis lost them."""
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One beat tick, recovering the schedule and the lock if Redis lost them."""
         try:
             if not get_redis(self.app).exists(self.app.redbeat_conf.statics_key):
                 log.warning("beat: the schedule is gone from Redis; installing it again")

@@ -1,36 +1,17 @@
-"""Queues, routing and the beat schedule, as data: the one place to look."""
+"""Beat's static schedule, as data: the one place to look for what runs when."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from celery.schedules import crontab
 
-from app import task_names
-from app.config import Settings
-
-
-class QueueName(StrEnum):
-    """The closed set of queues. Live events never wait behind a backfill or a list resync."""
-
-    EVENTS = "events"
-    DELIVERY = "delivery"
-    BACKFILL = "backfill"
-    LISTS = "lists"
-
-
-TASK_ROUTES: dict[str, dict[str, str]] = {
-    "events.*": {"queue": QueueName.EVENTS},
-    "delivery.*": {"queue": QueueName.DELIVERY},
-    "backfill.*": {"queue": QueueName.BACKFILL},
-    "lists.*": {"queue": QueueName.LISTS},
-    "orgs.*": {"queue": QueueName.BACKFILL},
-}
+from app.core import task_names
+from app.core.config import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Beat's static schedule. Per-organization timing lives in the database, not here."""
+    """Beat's entries. Per-organization timing lives in the database, not here."""
     sweep_interval_seconds = settings.sweep_interval_seconds
     return {
         # A broker that lost messages must not lose events: re-send work for stored rows.

@@ -1,14 +1,19 @@
-"""The process entry for `celery -A workers.worker worker|beat`."""
+"""The process entry for `celery -A workers.worker worker|beat` (what `loke-sync worker` and
+`loke-sync beat` run)."""
 
 from workers import metrics_dir
 
 metrics_dir.ensure()  # before prometheus_client is imported: pool children count together
 
-from app import create_app, logs  # noqa: E402 - must follow the line above
-from app.config import load_settings  # noqa: E402
+from app.core import logs  # noqa: E402 - must follow the line above
+from app.core.config import load_settings  # noqa: E402
+from app.factory import create_app  # noqa: E402
+from workers.celery_app import configure  # noqa: E402
 
+settings = load_settings()
 # Before Celery starts: even its start-up warnings come out as JSON lines.
-logs.configure(load_settings().log_level)
+logs.configure(settings.log_level)
 
-flask_app = create_app()
+flask_app = create_app(settings)
 celery = flask_app.extensions["celery"]
+configure(celery, settings)

@@ -1,0 +1,1 @@
+"""Delivery to the CRM: the outbox, claiming batches, sending them, settling the answers."""

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import dialect_sql
-from app.delivery.outbox import ClaimedEntry
-from app.models import Customer, CustomerList, ListMember, Payment
+from app.delivery.claims import ClaimedEntry
+from app.store import dialect_sql
+from app.store.models import Customer, CustomerList, ListMember, Payment
 
 # Contacts go first so that a CRM sees a customer before the payments and lists that name them.
 KIND_ORDER = {"contact": 0, "payment": 1, "list": 2}
@@ -19,6 +19,8 @@ KIND_ORDER = {"contact": 0, "payment": 1, "list": 2}
 def build_operations(
     session: Session, org_id: str, entries: Sequence[ClaimedEntry]
 ) -> list[dict[str, Any]]:
+    """The batch's operations from the newest stored state: contacts first, then payments, then
+    list changes."""
     keys: dict[str, list[str]] = {kind: [] for kind in KIND_ORDER}
     for entry in entries:
         keys[entry.kind].append(entry.key)

@@ -13,10 +13,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from app import deadletters, logs
-from app.backoff import backoff_seconds
-from app.db import utcnow
-from app.delivery import destinations, outbox
+from app.core import logs
+from app.core.backoff import backoff_seconds
+from app.core.kicks import Kick
+from app.core.metrics import DELIVERY_BATCHES, DELIVERY_LATENCY, DELIVERY_OPERATIONS
+from app.core.services import Services
+from app.core.task_names import DELIVERY_FLUSH
+from app.delivery import claims, destinations, settle
 from app.delivery.destinations.base import (
     Batch,
     Destination,
@@ -25,10 +28,8 @@ from app.delivery.destinations.base import (
     RetryableDeliveryError,
 )
 from app.delivery.operations import build_operations
-from app.metrics import DELIVERY_BATCHES, DELIVERY_LATENCY, DELIVERY_OPERATIONS
-from app.models import Organization
-from app.services import Services
-from app.task_names import DELIVERY_FLUSH
+from app.store.db import utcnow
+from app.store.models import Organization
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,18 @@ SLEEP_WITHIN_TASK = 1.0  # waits shorter than this are slept; longer ones become
 
 @dataclass
 class FlushResult:
+    """What one flush did, and when the organization has work again (if it has)."""
+
     batches: int = 0
     operations: int = 0
     resume_in: float | None = None  # seconds until this organization has work again
 
 
 def flush_org(
-    services: Services, org_id: str, kick: str = "now", time_budget: float = 30.0
+    services: Services, org_id: str, sent_by: str = Kick.NOW, time_budget: float = 30.0
 ) -> FlushResult:
     """Deliver what is pending for one organization; schedule itself again if work remains."""
-    services.kicks.started(DELIVERY_FLUSH, org_id, kick=kick)
+    services.kicks.started(DELIVERY_FLUSH, org_id, sent_by=sent_by)
     with logs.context(org_id=org_id):
         return _flush_org(services, org_id, time_budget)
 
@@ -65,20 +68,20 @@ def _flush_org(services: Services, org_id: str, time_budget: float) -> FlushResu
     lease = dt.timedelta(seconds=services.settings.delivery_lease_seconds)
     token = uuid.uuid4().hex
     with services.db.transaction() as session:
-        if not outbox.take_flusher(session, org_id, token, lease):
+        if not claims.take_flusher(session, org_id, token, lease):
             return result  # the live flusher takes new work too (see below)
     try:
         _flush(services, org_id, config, destination, lease, token, time_budget, result)
     finally:
         with services.db.transaction() as session:
-            outbox.release_flusher(session, org_id, token)
+            claims.release_flusher(session, org_id, token)
     if result.resume_in is not None:
         services.kicks.kick_later(DELIVERY_FLUSH, org_id, countdown=result.resume_in)
     else:
         # Work that arrived while we held the slot may have had its own flush turned away:
         # look once more, now that the slot is free.
         with services.db.transaction() as session:
-            more = outbox.has_claimable(session, org_id)
+            more = claims.has_claimable(session, org_id)
         if more:
             services.kicks.kick(DELIVERY_FLUSH, org_id)
     return result
@@ -100,10 +103,10 @@ def _flush(
             result.resume_in = 0
             break
         with services.db.transaction() as session:
-            claim = outbox.claim_batch(
+            claim = claims.claim_batch(
                 session, org_id, config.batch_size, config.max_requests_per_second, lease, token
             )
-            if isinstance(claim, outbox.Claimed):
+            if isinstance(claim, claims.Claimed):
                 outgoing = Outgoing(
                     Batch(claim.batch_id, org_id, build_operations(session, org_id, claim.entries)),
                     keys=[(e.kind, e.key) for e in claim.entries],
@@ -111,14 +114,14 @@ def _flush(
                     since=[(e.source_at, e.changed_at) for e in claim.entries],
                     request_ids=sorted({e.request_id for e in claim.entries if e.request_id}),
                 )
-        if isinstance(claim, outbox.Wait):
+        if isinstance(claim, claims.Wait):
             wait = (claim.until - utcnow()).total_seconds()
             if wait <= SLEEP_WITHIN_TASK:
                 time.sleep(max(wait, 0))
                 continue
             result.resume_in = wait
             break
-        if isinstance(claim, outbox.Idle):
+        if isinstance(claim, claims.Idle):
             if claim.next_due is not None:
                 result.resume_in = max((claim.next_due - utcnow()).total_seconds(), 0.05)
             break
@@ -129,6 +132,8 @@ def _flush(
 
 @dataclass(frozen=True)
 class Outgoing:
+    """A claimed batch on its way: the operations, and what settling and metrics need."""
+
     batch: Batch
     keys: list[tuple[str, str]]
     attempts: int  # of the most-tried entry: drives the backoff and the bound
@@ -159,14 +164,12 @@ def _send(services: Services, destination: Destination, outgoing: Outgoing) -> N
         )
         DELIVERY_BATCHES.labels(org_id, "retry").inc()
         with services.db.transaction() as session:
-            outbox.settle_retry(
-                session, org_id, batch.batch_id, dt.timedelta(seconds=delay), exc.reason
-            )
+            settle.retry(session, org_id, batch.batch_id, dt.timedelta(seconds=delay), exc.reason)
     except PermanentDeliveryError as exc:
         _dead(services, batch, keys, f"refused: {exc.reason}", exc.status, exc.answer)
     else:
         with services.db.transaction() as session:
-            outbox.settle_delivered(session, org_id, batch.batch_id)
+            settle.delivered(session, org_id, batch.batch_id)
         _observe_delivered(outgoing)
 
 
@@ -203,7 +206,6 @@ def _dead(
     log.error("batch %s for org %s is a dead letter: %s", batch.batch_id, batch.org_id, reason)
     DELIVERY_BATCHES.labels(batch.org_id, "dead").inc()
     with services.db.transaction() as session:
-        outbox.settle_dead(session, batch.org_id, batch.batch_id, reason)
-        deadletters.record_batch(
+        settle.dead(
             session, batch.org_id, batch.batch_id, reason, keys, batch.operations, status, answer
         )

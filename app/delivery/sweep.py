@@ -6,8 +6,8 @@ import datetime as dt
 
 from sqlalchemy import or_, select
 
-from app.db import Database, utcnow
-from app.models import OutboxEntry
+from app.store.db import Database, utcnow
+from app.store.models import OutboxEntry
 
 
 def orgs_with_forgotten_work(db: Database, after_seconds: float) -> list[str]:

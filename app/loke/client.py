@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from flask import current_app
 
-from app.backoff import backoff_seconds, is_retryable_status, parse_retry_after
+from app.core.backoff import backoff_seconds, is_retryable_status, parse_retry_after
+from app.core.services import Services
 from app.loke.errors import LokeError, loke_message
 from app.loke.paging import Paginator
-from app.loke.tokens import TokenSource
+from app.loke.tokens import MemoryTokenCache, RedisTokenCache, TokenCache, TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Page:
+    """A page of items, its URL, and the next page's URL (None on the last page)."""
+
     items: list[dict[str, Any]]
     url: str
     next_url: str | None
@@ -44,6 +48,7 @@ class UnreadPage:
     answer: requests.Response
 
     def parsed(self) -> Page:
+        """The page with its body parsed (a retryable LokeError if it is not a JSON list)."""
         return Page(page_items(self.url, self.answer.content), self.url, self.next_url)
 
 
@@ -60,6 +65,8 @@ def page_items(url: str, body: bytes) -> list[Any]:
 
 
 class LokeClient:
+    """LOKE's API with one retry policy, one paginator and a token kept fresh."""
+
     def __init__(
         self,
         api_url: str,
@@ -110,6 +117,7 @@ class LokeClient:
             time.sleep(delay)
 
     def paginator(self, first_url: str, seen: tuple[str, ...] = ()) -> Paginator:
+        """A paginator starting at `first_url` (`seen`: URLs it must refuse to fetch again)."""
         return Paginator(self.api_url, first_url, seen)
 
     def get_page(self, paginator: Paginator) -> Page:
@@ -133,14 +141,17 @@ class LokeClient:
                 return
 
     def organizations(self) -> list[dict[str, Any]]:
+        """Every organization that installed the add-on."""
         return list(self.iterate("/organizations"))
 
     def subscriptions(self, org_id: str) -> list[dict[str, Any]]:
+        """The organization's webhook subscriptions."""
         return list(self.iterate(f"/organizations/{org_id}/webhooks"))
 
     def put_subscription(
         self, org_id: str, ref: str, url: str, events: list[str], secret: str
     ) -> dict[str, Any]:
+        """Create or replace our subscription `ref` (an upsert, safe to repeat)."""
         answer = self.request(
             "PUT",
             f"/organizations/{org_id}/webhooks/{ref}",
@@ -149,8 +160,32 @@ class LokeClient:
         return dict(answer.json())
 
     def delete_subscription(self, org_id: str, ref: str) -> None:
+        """Delete our subscription `ref`; one already gone is fine."""
         try:
             self.request("DELETE", f"/organizations/{org_id}/webhooks/{ref}")
         except LokeError as exc:
             if not exc.not_found:  # already gone is what we wanted
                 raise
+
+
+def build_loke_client(services: Services) -> LokeClient:
+    """The process's LOKE client: its token shared through Redis when there is one."""
+    settings = services.settings
+    cache: TokenCache = MemoryTokenCache()
+    if services.redis is not None and settings.loke_client_id:
+        cache = RedisTokenCache(services.redis, settings.loke_client_id)
+    tokens = TokenSource(
+        services.http,
+        settings.loke_auth_url,
+        settings.loke_client_id,
+        settings.loke_client_secret,
+        settings.loke_timeout_seconds,
+        cache,
+    )
+    return LokeClient(settings.loke_api_url, tokens, services.http, settings.loke_timeout_seconds)
+
+
+def current_loke_client() -> LokeClient:
+    """The current process's LOKE client (inside an app context)."""
+    client: LokeClient = current_app.extensions["loke_client"]
+    return client

@@ -14,6 +14,7 @@ class LokeError(RuntimeError):
 
     @property
     def not_found(self) -> bool:
+        """LOKE answered 404."""
         return self.status == 404
 
     @property
@@ -27,6 +28,7 @@ class PagingLoop(LokeError):
 
     @property
     def retryable(self) -> bool:
+        """Never: asking again would loop again."""
         return False
 
 

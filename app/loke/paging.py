@@ -21,6 +21,7 @@ class Paginator:
         self._seen = {self.resolve(u) for u in seen} | {self.current}
 
     def resolve(self, url: str) -> str:
+        """A page URL made absolute against the API base."""
         return urljoin(self._base, url.lstrip("/")) if "://" not in url else url
 
     def advance(self, answer: requests.Response) -> str | None:

@@ -20,24 +20,36 @@ REFRESH_MARGIN_SECONDS = 60.0
 
 
 class TokenCache(Protocol):
-    def get(self) -> str | None: ...
-    def put(self, token: str, ttl_seconds: float) -> None: ...
-    def discard(self, token: str) -> None: ...
+    """Where the current access token is kept between calls."""
+
+    def get(self) -> str | None:
+        """The token, if one is kept and not about to expire."""
+
+    def put(self, token: str, ttl_seconds: float) -> None:
+        """Keep `token` for `ttl_seconds`."""
+
+    def discard(self, token: str) -> None:
+        """Forget `token`, if it is the one kept."""
 
 
 class MemoryTokenCache:
+    """This process's token only."""
+
     def __init__(self) -> None:
         self._token: tuple[str, float] | None = None
 
     def get(self) -> str | None:
+        """The token, if one is kept and not about to expire."""
         if self._token and self._token[1] > time.monotonic():
             return self._token[0]
         return None
 
     def put(self, token: str, ttl_seconds: float) -> None:
+        """Keep `token` for `ttl_seconds`."""
         self._token = (token, time.monotonic() + ttl_seconds)
 
     def discard(self, token: str) -> None:
+        """Forget `token`, if it is the one kept."""
         if self._token and self._token[0] == token:
             self._token = None
 
@@ -46,8 +58,7 @@ class RedisTokenCache:
     """One token for every worker on every machine: fewer token requests, one refresh.
 
     Each process also keeps the token it last saw, until the expiry Redis gave it, so that a
-    call to LOKE costs no round trip to Redis (a list resync calls LOKE for every page, and
-    under load the GET of the token took a fifth of the reader's time)."""
+    call to LOKE costs no round trip to Redis (a list resync calls LOKE for every page)."""
 
     def __init__(self, client: redis.Redis, client_id: str) -> None:
         self._redis = client
@@ -55,6 +66,7 @@ class RedisTokenCache:
         self._seen = MemoryTokenCache()
 
     def get(self) -> str | None:
+        """The shared token, if one is cached and not about to expire."""
         if (token := self._seen.get()) is not None:
             return token
         try:
@@ -71,11 +83,13 @@ class RedisTokenCache:
         return token
 
     def put(self, token: str, ttl_seconds: float) -> None:
+        """Share a new token for `ttl_seconds`."""
         self._seen.put(token, ttl_seconds)
         with contextlib.suppress(redis.RedisError):
             self._redis.set(self._key, token, px=max(int(ttl_seconds * 1000), 1))
 
     def discard(self, token: str) -> None:
+        """Forget `token` everywhere, if it is still the shared one."""
         self._seen.discard(token)
         try:
             if self._redis.get(self._key) == token.encode():
@@ -85,6 +99,8 @@ class RedisTokenCache:
 
 
 class TokenSource:
+    """Access tokens by client credentials, from the issuer's token endpoint."""
+
     def __init__(
         self,
         http: requests.Session,
@@ -104,6 +120,7 @@ class TokenSource:
         self._lock = threading.Lock()
 
     def token(self) -> str:
+        """A token believed valid: the cached one, else a new one."""
         return self._cache.get() or self._fetch()
 
     def renew(self, rejected: str) -> str:
@@ -140,11 +157,11 @@ class TokenSource:
         if self._token_url is None:
             self._token_url = f"{self._auth_url}/token"
             try:
-                found = self._http.get(
+                discovery = self._http.get(
                     f"{self._auth_url}/.well-known/openid-configuration", timeout=self._timeout
                 )
-                if found.ok:
-                    self._token_url = str(found.json()["token_endpoint"])
+                if discovery.ok:
+                    self._token_url = str(discovery.json()["token_endpoint"])
             except (requests.RequestException, ValueError, KeyError, TypeError):
                 pass
         return self._token_url

@@ -7,11 +7,21 @@ import hmac
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from app import backfill, customers, deadletters, lists, loke_client, orgs, services
+from app.backfill import runs as backfill_runs
+from app.core.services import current_services
+from app.deadletters.listing import as_json, listing
+from app.deadletters.replay import replay_now
+from app.lists import report as list_report
+from app.lists import runs as list_runs
+from app.loke.client import current_loke_client
 from app.loke.errors import LokeError
-from app.models import BackfillRun, Organization
+from app.mirror import view as customer_view
+from app.orgs import connect as org_connect
+from app.orgs.status import status
+from app.orgs.subscriptions import subscribe
+from app.orgs.webhook_secrets import WebhookSecrets
+from app.store.models import BackfillRun, Organization
 from app.web.errors import error
-from app.webhook_secrets import WebhookSecrets
 
 admin = Blueprint("admin", __name__, url_prefix="/api")
 
@@ -19,7 +29,7 @@ admin = Blueprint("admin", __name__, url_prefix="/api")
 @admin.before_request
 def _require_token() -> tuple[Response, int] | None:
     header = request.headers.get("Authorization", "")
-    token = services().settings.required_admin_token
+    token = current_services().settings.required_admin_token
     if not header.startswith("Bearer ") or not hmac.compare_digest(
         header[len("Bearer ") :].encode(), token.encode()
     ):
@@ -29,67 +39,73 @@ def _require_token() -> tuple[Response, int] | None:
 
 @admin.get("/orgs")
 def list_orgs() -> Response:
-    with services().db.transaction() as session:
-        found = session.scalars(select(Organization).order_by(Organization.id))
-        return jsonify({"orgs": [orgs.status(session, org) for org in found]})
+    """Every organization known, with its status."""
+    with current_services().db.transaction() as session:
+        known = session.scalars(select(Organization).order_by(Organization.id))
+        return jsonify({"orgs": [status(session, org) for org in known]})
 
 
 @admin.put("/orgs/<id:org_id>")
 def put_org(org_id: str) -> tuple[Response, int]:
-    found = services()
-    created = orgs.connect(found, loke_client(), org_id, request.get_json(silent=True))
-    secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
-    secrets.forget(org_id)
-    with found.db.transaction() as session:
+    """Connect an organization (201), or change its settings (200)."""
+    services = current_services()
+    body = request.get_json(silent=True)
+    created = org_connect.connect(services, current_loke_client(), org_id, body)
+    _forget_secret(org_id)
+    with services.db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None:  # purged by a concurrent DELETE
             return error(404, "not_found", f"organization {org_id} was deleted meanwhile")
-        return jsonify(orgs.status(session, org)), 201 if created else 200
+        return jsonify(status(session, org)), 201 if created else 200
 
 
 @admin.get("/orgs/<id:org_id>")
 def get_org(org_id: str) -> tuple[Response, int]:
-    with services().db.transaction() as session:
+    """One organization's status."""
+    with current_services().db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None:
             return error(404, "not_found", f"organization {org_id} is not known")
-        return jsonify(orgs.status(session, org)), 200
+        return jsonify(status(session, org)), 200
 
 
 @admin.delete("/orgs/<id:org_id>")
 def delete_org(org_id: str) -> tuple[Response, int]:
+    """Disconnect an organization (`?purge=true`: and delete what is stored of it)."""
     purge = request.args.get("purge", "").lower() in {"1", "true", "yes"}
     try:
-        found = orgs.disconnect(services(), loke_client(), org_id, purge)
+        known = org_connect.disconnect(current_services(), current_loke_client(), org_id, purge)
     except LokeError as exc:
         return error(502, "loke_error", f"disconnected here, but LOKE refused: {exc}")
     finally:
-        current_app.extensions["webhook_secrets"].forget(org_id)
-    if not found:
+        _forget_secret(org_id)
+    if not known:
         return error(404, "not_found", f"organization {org_id} is not known")
     return jsonify({"status": "disconnected", "purged": purge}), 200
 
 
 @admin.post("/orgs/<id:org_id>/subscription")
 def reset_subscription(org_id: str) -> tuple[Response, int]:
-    found = services()
-    ok = orgs.subscribe(found, loke_client(), org_id)
-    with found.db.transaction() as session:
+    """PUT our webhook subscription at LOKE again (502 when LOKE refuses)."""
+    services = current_services()
+    ok = subscribe(services, current_loke_client(), org_id)
+    with services.db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None or not org.connected:
             return error(404, "not_found", f"organization {org_id} is not connected")
-        return jsonify(orgs.status(session, org)["subscription"]), 200 if ok else 502
+        return jsonify(status(session, org)["subscription"]), 200 if ok else 502
 
 
 @admin.post("/orgs/<id:org_id>/backfill")
 def start_backfill(org_id: str) -> tuple[Response, int]:
-    found = services()
+    """Start a backfill, or resume the last one if it failed (409 while one runs)."""
+    services = current_services()
     try:
-        started = backfill.start(found, org_id)
-    except backfill.NotConnected:
+        started = backfill_runs.start(services, org_id)
+    except backfill_runs.NotConnected:
         return error(404, "not_found", f"organization {org_id} is not connected")
-    with found.db.transaction() as session:
-        run = backfill.progress(session.get(BackfillRun, started.run_id))
+    with services.db.transaction() as session:
+        run = backfill_runs.progress(session.get(BackfillRun, started.run_id))
     if not started.started:
         return error(409, "backfill_running", f"backfill {started.run_id} is already running")
     return jsonify({"backfill": run}), 202
@@ -97,50 +113,61 @@ def start_backfill(org_id: str) -> tuple[Response, int]:
 
 @admin.get("/orgs/<id:org_id>/lists")
 def get_lists(org_id: str) -> tuple[Response, int]:
+    """Every LOKE list of the organization, with whether it is synced and how it went."""
     if not _connected(org_id):
         return error(404, "not_found", f"organization {org_id} is not connected")
     try:
-        found = lists.overview(services(), loke_client(), org_id)
+        lists = list_report.overview(current_services(), current_loke_client(), org_id)
     except LokeError as exc:
         return error(502, "loke_error", str(exc))
-    return jsonify({"lists": found}), 200
+    return jsonify({"lists": lists}), 200
 
 
 @admin.post("/orgs/<id:org_id>/lists/sync")
 def sync_lists(org_id: str) -> tuple[Response, int]:
+    """Resync the organization's chosen lists now."""
     if not _connected(org_id):
         return error(404, "not_found", f"organization {org_id} is not connected")
-    started = lists.start_chosen(services(), org_id)
+    started = list_runs.start_chosen(current_services(), org_id)
     runs = [{"listId": s.list_id, "runId": s.run_id, "started": s.started} for s in started]
     return jsonify({"runs": runs}), 202
 
 
-def _connected(org_id: str) -> bool:
-    with services().db.transaction() as session:
-        org = session.get(Organization, org_id)
-        return org is not None and org.connected
-
-
 @admin.get("/orgs/<id:org_id>/customers/<id:customer_id>")
 def get_customer(org_id: str, customer_id: str) -> tuple[Response, int]:
-    with services().db.transaction() as session:
-        found = customers.view(session, org_id, customer_id)
-    if found is None:
+    """The stored view of one customer."""
+    with current_services().db.transaction() as session:
+        customer = customer_view.view(session, org_id, customer_id)
+    if customer is None:
         return error(404, "not_found", f"customer {customer_id} of {org_id} is not stored")
-    return jsonify(found), 200
+    return jsonify(customer), 200
 
 
 @admin.get("/dead-letters")
 def list_dead_letters() -> Response:
+    """The newest dead letters (`?orgId=` of one organization, `?limit=` up to 1000)."""
     org_id = request.args.get("orgId")
     limit = min(request.args.get("limit", 100, type=int) or 100, 1000)
-    with services().db.transaction() as session:
-        letters = deadletters.listing(session, org_id, limit)
-        return jsonify({"deadLetters": [deadletters.as_json(d) for d in letters]})
+    with current_services().db.transaction() as session:
+        letters = listing(session, org_id, limit)
+        return jsonify({"deadLetters": [as_json(letter) for letter in letters]})
 
 
 @admin.post("/dead-letters/<int:letter_id>/replay")
 def replay_dead_letter(letter_id: int) -> tuple[Response, int]:
-    if not deadletters.replay_now(services(), letter_id):
+    """Put a dead letter's work back in line."""
+    if not replay_now(current_services(), letter_id):
         return error(404, "not_found", f"dead letter {letter_id} does not exist")
     return jsonify({"status": "replaying", "id": letter_id}), 202
+
+
+def _connected(org_id: str) -> bool:
+    with current_services().db.transaction() as session:
+        org = session.get(Organization, org_id)
+        return org is not None and org.connected
+
+
+def _forget_secret(org_id: str) -> None:
+    """A connect or disconnect changes the webhook secret: this process must not cache it."""
+    secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
+    secrets.forget(org_id)

@@ -20,12 +20,21 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from app import backfill, deadletters, lists, loke_client, orgs, services
+from app.backfill import runs as backfill_runs
+from app.core.services import current_services
+from app.deadletters.listing import as_json, listing
+from app.deadletters.replay import replay_now
+from app.lists import report as list_report
+from app.lists import runs as list_runs
+from app.loke.client import current_loke_client
 from app.loke.errors import LokeError
-from app.models import Organization
+from app.orgs import connect as org_connect
+from app.orgs.status import status
+from app.orgs.subscriptions import subscribe
+from app.orgs.webhook_secrets import WebhookSecrets
+from app.store.models import Organization
 from app.web import dashboard_auth as auth
 from app.web import dashboard_format as fmt
-from app.webhook_secrets import WebhookSecrets
 
 dashboard = Blueprint("dashboard", __name__)
 for _filter in fmt.FILTERS:
@@ -70,6 +79,7 @@ def _template_globals() -> dict[str, Any]:
 # -- signing in and out -------------------------------------------------------------------------
 @dashboard.route("/signin", methods=["GET", "POST"])
 def signin() -> Response | str | tuple[str, int]:
+    """The sign-in form, and signing in with ADMIN_TOKEN."""
     target = auth.local_path(request.values.get("next"), url_for("dashboard.home"))
     if request.method == "POST":
         if auth.sign_in(request.form.get("token", "")):
@@ -82,6 +92,7 @@ def signin() -> Response | str | tuple[str, int]:
 
 @dashboard.post("/signout")
 def signout() -> Response:
+    """End the session."""
     auth.sign_out()
     flash("Signed out.", "ok")
     return redirect(url_for("dashboard.signin"), 303)
@@ -90,9 +101,10 @@ def signout() -> Response:
 # -- pages --------------------------------------------------------------------------------------
 @dashboard.get("/")
 def home() -> str:
-    with services().db.transaction() as session:
-        found = session.scalars(select(Organization).order_by(Organization.id))
-        statuses = [orgs.status(session, org) for org in found]
+    """Every organization, a row each."""
+    with current_services().db.transaction() as session:
+        known = session.scalars(select(Organization).order_by(Organization.id))
+        statuses = [status(session, org) for org in known]
     rows = [(s, fmt.last_list_run(s["listSync"])) for s in statuses]
     running = any(_backfill_running(s) for s in statuses)
     return render_template("home.html", rows=rows, refresh=REFRESH_SECONDS if running else None)
@@ -100,37 +112,38 @@ def home() -> str:
 
 @dashboard.get("/orgs/<id:org_id>")
 def org_page(org_id: str) -> str | tuple[str, int]:
-    found = services()
-    with found.db.transaction() as session:
+    """One organization: status, lists, recent dead letters, and its actions."""
+    services = current_services()
+    with services.db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None:
             return _not_found(f"Organization {org_id} is not known.")
-        status = orgs.status(session, org)
-        letters = deadletters.listing(session, org_id, RECENT_DEAD_LETTERS)
-        dead = [deadletters.as_json(letter) for letter in letters]
+        org_status = status(session, org)
+        dead = [as_json(letter) for letter in listing(session, org_id, RECENT_DEAD_LETTERS)]
     loke_error = None
     try:
-        found_lists = lists.overview(found, loke_client(), org_id) if status["connected"] else []
+        connected = org_status["connected"]
+        lists = list_report.overview(services, current_loke_client(), org_id) if connected else []
     except LokeError as exc:
         loke_error = str(exc)
-        found_lists = _known_lists(status)
+        lists = _known_lists(org_status)
     return render_template(
         "org.html",
-        org=status,
-        lists=found_lists,
+        org=org_status,
+        lists=lists,
         loke_error=loke_error,
         dead_letters=dead,
-        default_list_interval=found.settings.list_sync_interval,
-        refresh=REFRESH_SECONDS if _backfill_running(status) else None,
+        default_list_interval=services.settings.list_sync_interval,
+        refresh=REFRESH_SECONDS if _backfill_running(org_status) else None,
     )
 
 
 @dashboard.get("/dead-letters")
 def dead_letters_page() -> str:
+    """The newest dead letters (`?org=` of one organization)."""
     org_id = request.args.get("org") or None
-    with services().db.transaction() as session:
-        letters = deadletters.listing(session, org_id, 200)
-        dead = [deadletters.as_json(letter) for letter in letters]
+    with current_services().db.transaction() as session:
+        dead = [as_json(letter) for letter in listing(session, org_id, 200)]
     return render_template("dead_letters.html", dead_letters=dead, org_id=org_id)
 
 
@@ -158,7 +171,8 @@ def _back_to_org(org_id: str) -> Response:
 
 @dashboard.post("/orgs/<id:org_id>/subscription")
 def reset_subscription(org_id: str) -> Response:
-    if orgs.subscribe(services(), loke_client(), org_id):
+    """PUT our webhook subscription at LOKE again."""
+    if subscribe(current_services(), current_loke_client(), org_id):
         flash("Subscription sent to LOKE again: ok.", "ok")
     elif not _connected(org_id):
         flash(f"Organization {org_id} is not connected.", "error")
@@ -169,9 +183,10 @@ def reset_subscription(org_id: str) -> Response:
 
 @dashboard.post("/orgs/<id:org_id>/backfill")
 def start_backfill(org_id: str) -> Response:
+    """Start a backfill, or resume the last one if it failed."""
     try:
-        started = backfill.start(services(), org_id)
-    except backfill.NotConnected:
+        started = backfill_runs.start(current_services(), org_id)
+    except backfill_runs.NotConnected:
         flash(f"Organization {org_id} is not connected.", "error")
         return _back_to_org(org_id)
     if started.started:
@@ -183,10 +198,11 @@ def start_backfill(org_id: str) -> Response:
 
 @dashboard.post("/orgs/<id:org_id>/lists/sync")
 def sync_lists(org_id: str) -> Response:
+    """Resync the organization's chosen lists now."""
     if not _connected(org_id):
         flash(f"Organization {org_id} is not connected.", "error")
         return _back_to_org(org_id)
-    started = lists.start_chosen(services(), org_id)
+    started = list_runs.start_chosen(current_services(), org_id)
     if not started:
         flash("No lists are chosen for syncing.", "error")
     else:
@@ -197,9 +213,9 @@ def sync_lists(org_id: str) -> Response:
 
 @dashboard.post("/orgs/<id:org_id>/lists/<id:list_id>/choice")
 def choose_list(org_id: str, list_id: str) -> Response:
-    """Opt a list in or out: the `lists` field of PUT /api/orgs/<orgId>, through orgs.connect."""
-    found = services()
-    with found.db.transaction() as session:
+    """Opt a list in or out: the `lists` field of PUT /api/orgs/<orgId>, through `orgs.connect`."""
+    services = current_services()
+    with services.db.transaction() as session:
         org = session.get(Organization, org_id)
         chosen = set(org.lists) if org is not None and org.connected else None
     if chosen is None:  # connect() would connect it anew, which a list toggle must never do
@@ -207,7 +223,7 @@ def choose_list(org_id: str, list_id: str) -> Response:
         return _back_to_org(org_id)
     wanted = request.form.get("synced") == "on"
     chosen = chosen | {list_id} if wanted else chosen - {list_id}
-    orgs.connect(found, loke_client(), org_id, {"lists": sorted(chosen)})
+    org_connect.connect(services, current_loke_client(), org_id, {"lists": sorted(chosen)})
     secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
     secrets.forget(org_id)
     flash(f"List {list_id} is {'now' if wanted else 'no longer'} synced.", "ok")
@@ -216,8 +232,9 @@ def choose_list(org_id: str, list_id: str) -> Response:
 
 @dashboard.post("/dead-letters/<int:letter_id>/replay")
 def replay(letter_id: int) -> Response:
+    """Put a dead letter's work back in line."""
     back = auth.local_path(request.form.get("next"), url_for("dashboard.dead_letters_page"))
-    if deadletters.replay_now(services(), letter_id):
+    if replay_now(current_services(), letter_id):
         flash(f"Dead letter {letter_id} is being replayed.", "ok")
     else:
         flash(f"Dead letter {letter_id} does not exist.", "error")
@@ -225,6 +242,6 @@ def replay(letter_id: int) -> Response:
 
 
 def _connected(org_id: str) -> bool:
-    with services().db.transaction() as session:
+    with current_services().db.transaction() as session:
         org = session.get(Organization, org_id)
         return org is not None and org.connected

@@ -10,15 +10,14 @@ import time
 
 from flask import current_app, request, session
 
-from app.services import Services
+from app.core.services import current_services
 
 SESSION_HOURS = 12
 CSRF_FIELD = "csrf"
 
 
 def _admin_token() -> str:
-    services: Services = current_app.extensions["loke_sync"]
-    return services.settings.required_admin_token
+    return current_services().settings.required_admin_token
 
 
 def _token_mark(token: str) -> str:
@@ -42,10 +41,12 @@ def sign_in(token: str) -> bool:
 
 
 def sign_out() -> None:
+    """End the session."""
     session.clear()
 
 
 def signed_in() -> bool:
+    """Whether the session was opened with today's ADMIN_TOKEN, less than SESSION_HOURS ago."""
     mark, since = session.get("admin"), session.get("since")
     if not isinstance(mark, str) or not isinstance(since, int):
         return False
@@ -64,6 +65,7 @@ def csrf_token() -> str:
 
 
 def csrf_ok() -> bool:
+    """Whether the form carries the session's CSRF token."""
     expected = session.get(CSRF_FIELD)
     sent = request.form.get(CSRF_FIELD, "")
     return isinstance(expected, str) and hmac.compare_digest(sent.encode(), expected.encode())

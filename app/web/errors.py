@@ -6,16 +6,19 @@ from flask import Flask, Response, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from app.core.validation import summary
 from app.delivery.destinations import UnknownDestination
-from app.orgs import InvalidRequest
-from app.validation import summary
+from app.orgs.connect import InvalidRequest
 
 
 def error(status: int, code: str, message: str) -> tuple[Response, int]:
+    """An error answer in the one shape every endpoint uses."""
     return jsonify({"error": {"code": code, "message": message}}), status
 
 
 def register(app: Flask) -> None:
+    """Answer HTTP errors, invalid requests and unknown destinations in that shape."""
+
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[Response, int]:
         code = (exc.name or "error").lower().replace(" ", "_")

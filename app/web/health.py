@@ -7,8 +7,8 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
-from app.metrics import exposition
-from app.services import Services
+from app.core.metrics import exposition
+from app.core.services import current_services
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +23,9 @@ def healthz() -> Response:
 
 @health.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text format: this machine's processes and the shared state (see app.metrics).
-    Like /healthz it carries no secrets and needs no token; keep it off the public network."""
-    services: Services = current_app.extensions["loke_sync"]
+    """Prometheus text format: this machine's processes and the shared state (see
+    `app.core.metrics`). Like /healthz it needs no token; keep it off the public network."""
+    services = current_services()
     body, content_type = exposition(services, current_app.extensions["metrics_state"])
     return Response(body, content_type=content_type)
 
@@ -33,7 +33,7 @@ def metrics() -> Response:
 @health.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Ready when the database and the broker both answer: webhooks can be stored and queued."""
-    services: Services = current_app.extensions["loke_sync"]
+    services = current_services()
     checks: dict[str, str] = {}
     try:
         with services.db.engine.connect() as connection:

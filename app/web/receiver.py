@@ -18,14 +18,15 @@ import uuid
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import inbox, logs
-from app.background_kicks import BackgroundKicks
-from app.db import DatabaseUnavailable
-from app.metrics import WEBHOOKS, event_label
-from app.services import Services
-from app.task_names import EVENTS_DRAIN
+from app.core import logs
+from app.core.metrics import WEBHOOKS
+from app.core.services import current_services
+from app.core.task_names import EVENTS_DRAIN
+from app.ingest import inbox
+from app.ingest.background_kicks import BackgroundKicks
+from app.orgs.webhook_secrets import WebhookSecrets
+from app.store.db import DatabaseUnavailable
 from app.web.errors import error
-from app.webhook_secrets import WebhookSecrets
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def _count(response: Response) -> Response:
     answer = str(response.status_code)
     if response.status_code == 202 and response.is_json:
         answer = str((response.get_json(silent=True) or {}).get("status", answer))
-    WEBHOOKS.labels(event_label(g.get("event_type", "")), answer).inc()
+    WEBHOOKS.labels(inbox.event_label(g.get("event_type", "")), answer).inc()
     if "request_id" in g:
         response.headers["X-Request-Id"] = g.request_id
     return response
@@ -47,7 +48,8 @@ def _count(response: Response) -> Response:
 
 @receiver.post("/webhooks/loke/<id:org_id>")
 def receive(org_id: str) -> tuple[Response, int]:
-    services: Services = current_app.extensions["loke_sync"]
+    """Verify, store, acknowledge, kick: the contract's answers, in that order."""
+    services = current_services()
     secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
     body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
     try:

@@ -13,9 +13,10 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from app.core.queues import ALL_QUEUES
+from devtools.crm import FakeCrm
 from tests.conftest import ADMIN_TOKEN, AUTH
 from tests.integration.conftest import connect_org, web_url
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, post_webhook
 from tests.support.processes import Stack
 
@@ -40,10 +41,10 @@ def wait_for_dead_letter(stack: Stack) -> dict[str, Any]:
 
 
 def test_an_operator_signs_in_sees_progress_and_replays_a_dead_letter_to_the_crm(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, page: Page, artifacts: Path
+    stack: Stack, loke: FakeLoke, crm: FakeCrm, page: Page, artifacts: Path
 ) -> None:
     stack.web(int(stack.env["PORT"]))
-    stack.worker("w1", queues="events,delivery,backfill,lists")
+    stack.worker("w1", queues=ALL_QUEUES)
     loke.add_org(ORG, "Harbour Cafe")
     customers = [make_customer(f"cust-{i:03d}", NOW) for i in range(40)]
     loke.set_customers(ORG, customers)

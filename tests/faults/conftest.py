@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from _pytest.terminal import TerminalReporter
 
-from app.migrate import upgrade
+from app.store.migrate import upgrade
+from devtools.crm import FakeCrm
 from tests.faults.harness import FaultEnv
 from tests.faults.report import ARTIFACTS, WRITTEN, table
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke
 from tests.support.private_services import PrivatePostgres, PrivateRedis
 from tests.support.processes import (
@@ -68,7 +68,7 @@ def fault_env(
     private_redis: PrivateRedis,
     private_postgres: PrivatePostgres,
     loke: FakeLoke,
-    crm: RecordingCrm,
+    crm: FakeCrm,
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> Iterator[FaultEnv]:

@@ -12,16 +12,16 @@ from typing import Any
 
 import requests
 
+from app.core.queues import ALL_QUEUES
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, destination
 from tests.faults.report import Expected, FaultReport, compare
 from tests.faults.sender import Delivery, LokeSender
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
 from tests.support.private_services import PrivatePostgres, PrivateRedis
 from tests.support.processes import Service, Stack
 from tests.support.streams import Truth, make_stream, mismatches
 
-ALL_QUEUES = "events,delivery,backfill,lists"
 # ~10.2 events per customer (created, 4 updates, 3 statistics, 1 payment, 30% refunds, 10%
 # duplicates): 980 customers make the issue's ~10,000 events.
 CUSTOMERS = 980
@@ -36,7 +36,7 @@ class FaultEnv:
 
     stack: Stack
     loke: FakeLoke
-    crm: RecordingCrm
+    crm: FakeCrm
     database_url: str
     redis: PrivateRedis
     postgres: PrivatePostgres
@@ -171,7 +171,7 @@ def _connect(env: FaultEnv, org: str, lists: list[str]) -> str:
     return env.loke.secret_for(org)
 
 
-def _settled(expected: Expected, org: str, crm: RecordingCrm) -> bool:
+def _settled(expected: Expected, org: str, crm: FakeCrm) -> bool:
     if mismatches(expected.truth, org, crm.contacts, crm.payments):
         return False
     return all(crm.list_members.get((org, lst)) == ids for lst, ids in expected.lists.items())

@@ -1,4 +1,4 @@
-"""The figures of one fault scenario, computed from the recording CRM's final state.
+"""The figures of one fault scenario, computed from the fake CRM's final state.
 
 `delivered` counts expected items (contacts, payments, list memberships) whose final state at
 the CRM is the truth; `lost` those missing; `stale` those present with an older value;
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.fake_crm import RecordingCrm
+from devtools.crm import FakeCrm
 from tests.support.processes import ROOT
 from tests.support.streams import Truth
 
@@ -59,7 +59,7 @@ class FaultReport:
         return path
 
 
-def compare(expected: Expected, org: str, crm: RecordingCrm) -> dict[str, int]:
+def compare(expected: Expected, org: str, crm: FakeCrm) -> dict[str, int]:
     """delivered / lost / stale / duplicates / reapplied, read under the CRM's lock."""
     counts = dict.fromkeys(("delivered", "lost", "stale", "duplicates", "reapplied"), 0)
 
@@ -67,7 +67,7 @@ def compare(expected: Expected, org: str, crm: RecordingCrm) -> dict[str, int]:
         key = "lost" if not found else "delivered" if right else "stale"
         counts[key] += 1
 
-    def check(c: RecordingCrm) -> bool:
+    def check(c: FakeCrm) -> bool:
         truth = expected.truth
         for cid, updated in truth.contacts.items():
             op = c.contacts.get((org, cid))

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.migrate import upgrade
+from app.store.migrate import upgrade
+from devtools.crm import FakeCrm
 from tests.conftest import (
     AUTH,
     destination,
 )
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke
 from tests.support.processes import (
     ROOT,
@@ -69,9 +69,7 @@ def web_url(stack: Stack) -> str:
     return f"http://127.0.0.1:{stack.env['PORT']}"
 
 
-def connect_org(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, org_id: str, **dest: object
-) -> str:
+def connect_org(stack: Stack, loke: FakeLoke, crm: FakeCrm, org_id: str, **dest: object) -> str:
     """Connect through the admin API as an operator would; returns the webhook secret."""
     loke.add_org(org_id)
     answer = requests.put(

@@ -9,9 +9,10 @@ from typing import Any
 
 import requests
 
+from app.core.queues import QueueName
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH
 from tests.integration.conftest import connect_org, web_url
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, post_webhook
 from tests.support.processes import Stack
 
@@ -40,7 +41,7 @@ def org_status(stack: Stack) -> dict[str, Any]:
     return result
 
 
-def upserts_per_customer(crm: RecordingCrm) -> Counter[str]:
+def upserts_per_customer(crm: FakeCrm) -> Counter[str]:
     return Counter(
         op["customerId"]
         for batch in crm.batches
@@ -49,8 +50,8 @@ def upserts_per_customer(crm: RecordingCrm) -> Counter[str]:
     )
 
 
-def wait_for_backfill(stack: Stack, crm: RecordingCrm, status: str, timeout: float) -> None:
-    def reached(_: RecordingCrm) -> bool:
+def wait_for_backfill(stack: Stack, crm: FakeCrm, status: str, timeout: float) -> None:
+    def reached(_: FakeCrm) -> bool:
         backfill = org_status(stack)["backfill"]
         return backfill is not None and backfill["status"] == status
 
@@ -58,7 +59,7 @@ def wait_for_backfill(stack: Stack, crm: RecordingCrm, status: str, timeout: flo
 
 
 def test_backfill_of_thousands_survives_429_500_timeouts_and_an_expired_token(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm
+    stack: Stack, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     loke.page_size = 500
     customers = seed(loke, 3200)
@@ -72,11 +73,11 @@ def test_backfill_of_thousands_survives_429_500_timeouts_and_an_expired_token(
     # Then every request is slow (within the timeout): the token below expires mid-run, not
     # after a run that pages sent ahead have already finished.
     loke.delay_next(12, 0.6)
-    stack.worker("w1", queues="backfill,delivery")
-    stack.worker("w2", queues="events,delivery,backfill")
+    stack.worker("w1", queues=(QueueName.BACKFILL, QueueName.DELIVERY))
+    stack.worker("w2", queues=(QueueName.EVENTS, QueueName.DELIVERY, QueueName.BACKFILL))
     stack.beat()
 
-    def some_pages(_: RecordingCrm) -> bool:
+    def some_pages(_: FakeCrm) -> bool:
         return int((org_status(stack)["backfill"] or {}).get("pages", 0)) >= 2
 
     assert crm.wait_for(some_pages, timeout=60, interval=0.3)
@@ -95,7 +96,7 @@ def test_backfill_of_thousands_survives_429_500_timeouts_and_an_expired_token(
 
 
 def test_a_worker_killed_mid_backfill_resumes_from_its_checkpoint(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm
+    stack: Stack, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     loke.page_size = 250
     customers = seed(loke, 3000)  # 12 pages
@@ -103,16 +104,16 @@ def test_a_worker_killed_mid_backfill_resumes_from_its_checkpoint(
     stack.web(int(stack.env["PORT"]))
     loke.delay_next(40, 0.4)  # slow pages, so the kill lands mid-run
     connect_org(stack, loke, crm, ORG)
-    victim = stack.worker("w1", queues="backfill,delivery")
+    victim = stack.worker("w1", queues=(QueueName.BACKFILL, QueueName.DELIVERY))
     stack.beat()
 
-    def some_pages(_: RecordingCrm) -> bool:
+    def some_pages(_: FakeCrm) -> bool:
         return int((org_status(stack)["backfill"] or {}).get("pages", 0)) >= 3
 
     assert crm.wait_for(some_pages, timeout=60, interval=0.2)
     victim.kill()
     pages_before = org_status(stack)["backfill"]["pages"]
-    stack.worker("w2", queues="backfill,delivery")
+    stack.worker("w2", queues=(QueueName.BACKFILL, QueueName.DELIVERY))
     wait_for_backfill(stack, crm, "finished", timeout=120)
     expected = {c["id"] for c in customers}
     assert crm.wait_for(lambda c: {cid for _, cid in c.contacts} >= expected, timeout=60)
@@ -126,15 +127,15 @@ def test_a_worker_killed_mid_backfill_resumes_from_its_checkpoint(
 
 
 def test_webhooks_during_a_backfill_win_when_newer_and_lose_when_older(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm
+    stack: Stack, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     loke.page_size = 200
     customers = seed(loke, 1000)
     stack.web(int(stack.env["PORT"]))
     loke.delay_next(5, 0.5)
     secret = connect_org(stack, loke, crm, ORG)
-    stack.worker("w1", queues="events,delivery,backfill")
-    stack.worker("w2", queues="events,delivery,backfill")
+    stack.worker("w1", queues=(QueueName.EVENTS, QueueName.DELIVERY, QueueName.BACKFILL))
+    stack.worker("w2", queues=(QueueName.EVENTS, QueueName.DELIVERY, QueueName.BACKFILL))
     url = f"{web_url(stack)}/webhooks/loke/{ORG}"
     newer, older = customers[:100], customers[100:200]
     for c in newer:
@@ -146,7 +147,7 @@ def test_webhooks_during_a_backfill_win_when_newer_and_lose_when_older(
         assert post_webhook(url, customer_event("customer.updated", ORG, stale), secret)[0] == 202
     wait_for_backfill(stack, crm, "finished", timeout=90)
 
-    def settled(c: RecordingCrm) -> bool:
+    def settled(c: FakeCrm) -> bool:
         if len(c.contacts) < len(customers):
             return False
         names = {cid: op["contact"]["firstName"] for (_, cid), op in c.contacts.items()}
@@ -159,14 +160,14 @@ def test_webhooks_during_a_backfill_win_when_newer_and_lose_when_older(
 
 
 def test_reconciliation_heals_customers_whose_webhooks_never_arrived(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm
+    stack: Stack, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     customers = seed(loke, 300)
     stack.env["RECONCILE_INTERVAL_SECONDS"] = "10"
     stack.env["RECONCILE_OVERLAP_SECONDS"] = "0"
     stack.web(int(stack.env["PORT"]))
     connect_org(stack, loke, crm, ORG)
-    stack.worker("w1", queues="events,delivery,backfill")
+    stack.worker("w1", queues=(QueueName.EVENTS, QueueName.DELIVERY, QueueName.BACKFILL))
     stack.beat()
     wait_for_backfill(stack, crm, "finished", timeout=60)
     assert crm.wait_for(lambda c: len(c.contacts) == 300, timeout=60)
@@ -176,7 +177,7 @@ def test_reconciliation_heals_customers_whose_webhooks_never_arrived(
     for c in missed:
         loke.upsert_customer(ORG, make_customer(c["id"], now, firstName="Healed"))
 
-    def healed(c: RecordingCrm) -> bool:
+    def healed(c: FakeCrm) -> bool:
         return all(c.contacts[(ORG, x["id"])]["contact"]["firstName"] == "Healed" for x in missed)
 
     assert crm.wait_for(healed, timeout=60, interval=0.5)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools.crm import FakeCrm
 from tests.conftest import CRM_SECRET, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, post_webhook
 from tests.support.processes import free_port
 from tests.support.streams import make_stream, mismatches
@@ -65,7 +65,7 @@ def embedded(tmp_path: Path, loke: FakeLoke) -> Iterator[tuple[str, Path]]:
 
 
 def test_run_on_embedded_defaults_serves_webhooks_and_delivers_them(
-    embedded: tuple[str, Path], loke: FakeLoke, crm: RecordingCrm
+    embedded: tuple[str, Path], loke: FakeLoke, crm: FakeCrm
 ) -> None:
     base, workdir = embedded
     token = (workdir / "var" / "admin-token").read_text().strip()
@@ -82,7 +82,7 @@ def test_run_on_embedded_defaults_serves_webhooks_and_delivers_them(
     for event in stream.events:
         assert post_webhook(f"{base}/webhooks/loke/{ORG}", event, secret)[0] == 202
 
-    def matches(c: RecordingCrm) -> bool:
+    def matches(c: FakeCrm) -> bool:
         return not mismatches(stream.truth, ORG, c.contacts, c.payments)
 
     assert crm.wait_for(matches, timeout=90), (workdir / "run.log").read_text()[-3000:]

@@ -9,16 +9,17 @@ from typing import Any
 import psycopg
 import requests
 
+from app.core.queues import QueueName
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, destination
 from tests.integration.conftest import web_url
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
 from tests.support.processes import Stack
 
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 
 
-def connect(stack: Stack, loke: FakeLoke, crm: RecordingCrm, org_id: str, **body: Any) -> None:
+def connect(stack: Stack, loke: FakeLoke, crm: FakeCrm, org_id: str, **body: Any) -> None:
     loke.add_org(org_id)
     answer = requests.put(
         f"{web_url(stack)}/api/orgs/{org_id}",
@@ -45,7 +46,7 @@ def seed_list(loke: FakeLoke, org_id: str, list_id: str, size: int) -> set[str]:
 
 
 def test_beat_dispatches_resyncs_for_due_organizations_only(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, database_url: str
+    stack: Stack, loke: FakeLoke, crm: FakeCrm, database_url: str
 ) -> None:
     stack.env["LIST_DISPATCH_SECONDS"] = "1"
     stack.web(int(stack.env["PORT"]))
@@ -58,7 +59,7 @@ def test_beat_dispatches_resyncs_for_due_organizations_only(
     synced = requests.post(f"{web_url(stack)}/api/orgs/org-fresh/lists/sync", headers=AUTH,
                            timeout=10)  # fmt: skip
     assert synced.status_code == 202
-    stack.worker("w1", queues="lists,delivery")
+    stack.worker("w1", queues=(QueueName.LISTS, QueueName.DELIVERY))
     stack.beat()
     assert crm.wait_for(lambda c: c.list_members.get(("org-due", "LD")) == due, timeout=60)
     runs = runs_per_list(database_url)
@@ -68,7 +69,7 @@ def test_beat_dispatches_resyncs_for_due_organizations_only(
 
 
 def test_a_worker_killed_mid_resync_and_the_rerun_reach_the_same_final_state(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, database_url: str
+    stack: Stack, loke: FakeLoke, crm: FakeCrm, database_url: str
 ) -> None:
     stack.env["BACKFILL_STALL_SECONDS"] = "3"
     stack.web(int(stack.env["PORT"]))
@@ -76,7 +77,7 @@ def test_a_worker_killed_mid_resync_and_the_rerun_reach_the_same_final_state(
     members = seed_list(loke, "org-kill", "LK", 1500)
     connect(stack, loke, crm, "org-kill", lists=["LK"])
     loke.delay_next(30, 0.3)
-    victim = stack.worker("w1", queues="lists,delivery")
+    victim = stack.worker("w1", queues=(QueueName.LISTS, QueueName.DELIVERY))
     stack.beat()
     started = requests.post(f"{web_url(stack)}/api/orgs/org-kill/lists/sync", headers=AUTH,
                             timeout=10)  # fmt: skip
@@ -92,7 +93,7 @@ def test_a_worker_killed_mid_resync_and_the_rerun_reach_the_same_final_state(
     with psycopg.connect(database_url) as db:
         stored = db.execute("SELECT count(*) FROM list_members").fetchone()
     assert stored == (0,), "a half-read list changes nothing stored"
-    stack.worker("w2", queues="lists,delivery")
+    stack.worker("w2", queues=(QueueName.LISTS, QueueName.DELIVERY))
     assert crm.wait_for(lambda c: c.list_members.get(("org-kill", "LK")) == members, timeout=90)
     assert runs_per_list(database_url)[("org-kill", "LK")] == 1  # resumed, not restarted
     with psycopg.connect(database_url) as db:
@@ -102,7 +103,7 @@ def test_a_worker_killed_mid_resync_and_the_rerun_reach_the_same_final_state(
 
 
 def test_concurrent_triggers_and_two_beats_run_one_resync(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, database_url: str
+    stack: Stack, loke: FakeLoke, crm: FakeCrm, database_url: str
 ) -> None:
     stack.env["LIST_DISPATCH_SECONDS"] = "1"
     stack.web(int(stack.env["PORT"]))
@@ -112,7 +113,7 @@ def test_concurrent_triggers_and_two_beats_run_one_resync(
     # A resync of about five seconds (16 slow pages): every trigger below lands while it runs,
     # even on a loaded machine.
     loke.delay_next(40, 0.3)
-    stack.worker("w1", queues="lists,delivery")
+    stack.worker("w1", queues=(QueueName.LISTS, QueueName.DELIVERY))
     stack.beat()
     stack.beat()  # started by mistake: waits for the first one's lock
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import requests
 
+from devtools.crm import FakeCrm
 from tests.conftest import ADMIN_TOKEN, CRM_SECRET, LOKE_CLIENT_SECRET, SECRET_KEY
 from tests.integration.conftest import connect_org, web_url
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
 from tests.support.processes import Stack
 from tests.support.streams import make_stream, mismatches
@@ -27,7 +27,7 @@ def log_lines(stack: Stack) -> dict[str, list[str]]:
 
 
 def test_logs_are_json_lines_that_trace_a_webhook_and_never_carry_secrets(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm
+    stack: Stack, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     stack.web(int(stack.env["PORT"]))
     stack.worker("w1")

@@ -8,8 +8,8 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.crm import FakeCrm
 from tests.integration.conftest import connect_org, web_url
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, post_webhook
 from tests.support.processes import Stack
 from tests.support.streams import make_stream, mismatches
@@ -36,7 +36,7 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 
 def test_metrics_parse_and_move_when_events_flow_through_real_workers(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm
+    stack: Stack, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     stack.web(int(stack.env["PORT"]))
     stack.worker("w1")

@@ -11,8 +11,8 @@ import pytest
 import redis
 import requests
 
+from devtools.crm import FakeCrm
 from tests.integration.conftest import connect_org, web_url
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, post_webhook
 from tests.support.processes import Stack
 from tests.support.streams import make_stream, mismatches
@@ -38,7 +38,7 @@ def post_all(url: str, events: list[dict[str, object]], secret: str) -> list[int
 
 @pytest.mark.parametrize("fault", ["none", "crm_unavailable", "worker_killed"])
 def test_a_shuffled_stream_with_duplicates_reaches_the_crm_as_the_newest_state(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, fault: str
+    stack: Stack, loke: FakeLoke, crm: FakeCrm, fault: str
 ) -> None:
     stack.web(int(stack.env["PORT"]))
     first = stack.worker("w1")
@@ -58,7 +58,7 @@ def test_a_shuffled_stream_with_duplicates_reaches_the_crm_as_the_newest_state(
     statuses += post_all(url, stream.events[half:], secret)
     assert set(statuses) == {202}
 
-    def matches(c: RecordingCrm) -> bool:
+    def matches(c: FakeCrm) -> bool:
         return not mismatches(stream.truth, ORG, c.contacts, c.payments)
 
     done = crm.wait_for(matches, timeout=DRAIN_TIMEOUT)
@@ -78,7 +78,7 @@ def test_a_shuffled_stream_with_duplicates_reaches_the_crm_as_the_newest_state(
 
 
 def test_events_whose_tasks_the_broker_lost_are_swept_and_delivered(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, redis_url: str
+    stack: Stack, loke: FakeLoke, crm: FakeCrm, redis_url: str
 ) -> None:
     stack.web(int(stack.env["PORT"]))
     secret = connect_org(stack, loke, crm, ORG)
@@ -88,7 +88,7 @@ def test_events_whose_tasks_the_broker_lost_are_swept_and_delivered(
     stack.worker("w1")
     stack.beat()
 
-    def matches(c: RecordingCrm) -> bool:
+    def matches(c: FakeCrm) -> bool:
         return not mismatches(stream.truth, ORG, c.contacts, c.payments)
 
     assert crm.wait_for(matches, timeout=60), mismatches(

@@ -8,8 +8,8 @@ import time
 import psycopg
 import requests
 
+from devtools.crm import FakeCrm
 from tests.integration.conftest import connect_org, web_url
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, post_webhook, sign
 from tests.support.processes import Stack, free_port
 
@@ -25,7 +25,7 @@ def inbox_count(database_url: str) -> int:
 
 
 def test_every_row_of_the_receiver_table_through_gunicorn(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, database_url: str
+    stack: Stack, loke: FakeLoke, crm: FakeCrm, database_url: str
 ) -> None:
     stack.web(int(stack.env["PORT"]))
     secret = connect_org(stack, loke, crm, ORG)
@@ -61,7 +61,7 @@ def test_every_row_of_the_receiver_table_through_gunicorn(
 
 
 def test_a_receiver_whose_queue_is_down_answers_503_and_keeps_the_event(
-    stack: Stack, loke: FakeLoke, crm: RecordingCrm, database_url: str
+    stack: Stack, loke: FakeLoke, crm: FakeCrm, database_url: str
 ) -> None:
     stack.web(int(stack.env["PORT"]))
     secret = connect_org(stack, loke, crm, ORG)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from app.db import Database
-from app.migrate import upgrade
+from app.store.db import Database
+from app.store.migrate import upgrade
 from tests.support.processes import fresh_postgres_database
 
 pytestmark = pytest.mark.integration

@@ -1,15 +1,15 @@
-"""Real-HTTP fakes of LOKE and of the CRM.
+"""Real-HTTP fakes of LOKE and of the CRM, and the processes and data the tests drive.
 
 The service is tested over real sockets (its HTTP clients, timeouts and retries are part of what is
-under test), so the fakes are stdlib servers on an ephemeral 127.0.0.1 port, not mocks. The
-plumbing they share is the product's own (`app.sandbox.httpserver`, which also serves the LOKE
-sandbox and the demo CRM); the fakes themselves live in `fake_loke` and `fake_crm`.
+under test), so the fakes are stdlib servers on an ephemeral 127.0.0.1 port, not mocks: the LOKE
+sandbox (`fake_loke`) and the fake CRM (`devtools.crm`), the same ones `loke-sync sandbox` and
+`loke-sync demo` serve.
 """
 
 from __future__ import annotations
 
-from app.sandbox.httpserver import LocalServer, Request, Response, json_response
-from app.sandbox.payloads import OLDEST, iso, isoify, parse_ts
+from devtools.httpserver import LocalServer, Request, Response, json_response
+from devtools.sandbox.payloads import OLDEST, iso, isoify, parse_ts
 
 FakeServer = LocalServer  # the name every test and bench knows
 

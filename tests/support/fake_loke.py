@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from app.sandbox.payloads import (
+from devtools.sandbox.payloads import (
     customer_event,
     make_customer,
     make_payment,
@@ -21,8 +21,8 @@ from app.sandbox.payloads import (
     statistics_event,
     tiny,
 )
-from app.sandbox.server import LokeSandbox
-from app.sandbox.signing import sign
+from devtools.sandbox.server import LokeSandbox
+from devtools.sandbox.signing import sign
 
 __all__ = [
     "FakeLoke",

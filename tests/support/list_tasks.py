@@ -7,9 +7,10 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, inspect, select
 
-from app import list_pages, list_reader, list_staging, loke_client
-from app.services import Services
-from app.task_names import LISTS_READ, LISTS_STAGE
+from app.core.services import Services
+from app.core.task_names import LISTS_READ, LISTS_STAGE
+from app.lists import reader, stager, staging
+from app.loke.client import current_loke_client
 from tests.conftest import RecordingDispatcher, services_of
 
 Task = tuple[str, tuple[Any, ...]]
@@ -64,20 +65,20 @@ def run_task(app: Flask, task: Task) -> None:
     services = services_of(app)
     with app.app_context():
         if name == LISTS_READ:
-            list_reader.read_pages(services, loke_client(), *args)
+            reader.read_pages(services, current_loke_client(), *args)
         else:
-            list_pages.stage_page(services, loke_client(), *args)
+            stager.stage_page(services, current_loke_client(), *args)
 
 
 def staging_tables(services: Services) -> list[str]:
     """The staging tables that exist (one per run not cleared yet)."""
     with services.db.transaction() as session:
         names = inspect(session.connection()).get_table_names()
-    return sorted(name for name in names if list_staging.is_staging_table(name))
+    return sorted(name for name in names if staging.is_staging_table(name))
 
 
 def staged_count(services: Services, run_id: int) -> int:
     """Members staged by the run so far."""
-    table = list_staging.staging_table(run_id)
+    table = staging.staging_table(run_id)
     with services.db.transaction() as session:
         return int(session.scalar(select(func.count()).select_from(table)) or 0)

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +20,12 @@ from pathlib import Path
 import psycopg
 import redis
 import requests
+
+from app.core.processes import beat_command, web_command, worker_command
+from app.core.queues import QueueName
+from tests.support.credentials import ADMIN_TOKEN, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET, SECRET_KEY
+
+LIVE_QUEUES = (QueueName.EVENTS, QueueName.DELIVERY)  # what most tests need a worker for
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -91,12 +96,6 @@ SHORT_CLOCKS = {
 
 def service_env(database_url: str, redis_url: str, loke_url: str, port: int) -> dict[str, str]:
     """The environment every process of a test or bench stack gets, as in production."""
-    from tests.conftest import (
-        ADMIN_TOKEN,
-        LOKE_CLIENT_ID,
-        LOKE_CLIENT_SECRET,
-        SECRET_KEY,
-    )
 
     return {
         "DATABASE_URL": database_url,
@@ -183,8 +182,7 @@ class Stack:
         return service
 
     def web(self, port: int, workers: int = 2, extra: list[str] | None = None) -> Service:
-        argv = [sys.executable, "-m", "gunicorn", "app.wsgi:app", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(workers), "--no-control-socket", *(extra or [])]  # fmt: skip
+        argv = web_command(f"127.0.0.1:{port}", workers, access_log=False, extra=extra or ())
         service = self._start(f"web-{port}", argv)
         _wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), service, 30)
         return service
@@ -192,7 +190,7 @@ class Stack:
     def worker(
         self,
         name: str,
-        queues: str = "events,delivery",
+        queues: Sequence[QueueName] = LIVE_QUEUES,
         pool: str = "threads",
         concurrency: int = 4,
     ) -> Service:
@@ -201,17 +199,18 @@ class Stack:
     def workers(
         self,
         names: Sequence[str],
-        queues: str = "events,delivery",
+        queues: Sequence[QueueName] = LIVE_QUEUES,
         pool: str = "threads",
         concurrency: int = 4,
     ) -> list[Service]:
         """Start one Celery worker instance per name at once, then wait until all are ready."""
         started = []
         for name in names:
-            argv = [sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker", "worker",
-                    "-Q", queues, "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency),
-                    "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                    "--without-heartbeat"]  # fmt: skip
+            argv = worker_command(
+                queues,
+                ["-n", f"{name}@%h", "-P", pool, "-c", str(concurrency), "--loglevel", "INFO",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            )  # fmt: skip
             started.append(self._start(name, argv))
         for service in started:
             _wait_until(_says("ready.", service), service, 60)
@@ -219,8 +218,7 @@ class Stack:
 
     def beat(self) -> Service:
         schedule = self.log_dir / f"beat-{uuid.uuid4().hex[:6]}.schedule"
-        argv = [sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker", "beat",
-                "--schedule", str(schedule), "--loglevel", "INFO"]  # fmt: skip
+        argv = beat_command(["--schedule", str(schedule), "--loglevel", "INFO"])
         service = self._start("beat", argv)
         _wait_until(_says("beat: Starting", service), service, 60)
         return service

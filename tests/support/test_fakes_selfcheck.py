@@ -13,8 +13,9 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
+from devtools.crm import FakeCrm, signature
+
 from . import FakeServer, Request, Response, json_response
-from .fake_crm import RecordingCrm, signature
 from .fake_loke import (
     FakeLoke,
     customer_event,
@@ -40,8 +41,8 @@ def loke() -> Iterator[FakeLoke]:
 
 
 @pytest.fixture
-def crm() -> Iterator[RecordingCrm]:
-    with RecordingCrm(SECRET) as fake:
+def crm() -> Iterator[FakeCrm]:
+    with FakeCrm(SECRET) as fake:
         yield fake
 
 
@@ -168,7 +169,7 @@ def _contact(customer_id: str, updated_at: datetime, earned: int = 0) -> dict[st
     }
 
 
-def _send(crm: RecordingCrm, batch: dict[str, Any], secret: str = SECRET) -> requests.Response:
+def _send(crm: FakeCrm, batch: dict[str, Any], secret: str = SECRET) -> requests.Response:
     raw = json.dumps(batch).encode()
     headers = {
         "Content-Type": "application/json",
@@ -178,7 +179,7 @@ def _send(crm: RecordingCrm, batch: dict[str, Any], secret: str = SECRET) -> req
     return requests.post(f"{crm.url}/crm/batches", data=raw, headers=headers, timeout=5)
 
 
-def test_crm_verifies_signatures_and_records(crm: RecordingCrm) -> None:
+def test_crm_verifies_signatures_and_records(crm: FakeCrm) -> None:
     batch = _batch(
         "org-1",
         _contact("C1", T0),
@@ -202,7 +203,7 @@ def test_crm_verifies_signatures_and_records(crm: RecordingCrm) -> None:
     assert crm.violations() == []
 
 
-def test_crm_detects_regressions(crm: RecordingCrm) -> None:
+def test_crm_detects_regressions(crm: FakeCrm) -> None:
     assert _send(crm, _batch("org-1", _contact("C1", T0, earned=10))).status_code == 200
     assert _send(crm, _batch("org-1", _contact("C1", T0 - timedelta(seconds=1)))).status_code == 200
     assert _send(crm, _batch("org-1", _contact("C1", T0, earned=5))).status_code == 200
@@ -227,7 +228,7 @@ def test_crm_detects_regressions(crm: RecordingCrm) -> None:
     assert crm.violations() == []
 
 
-def test_crm_detects_overlaps(crm: RecordingCrm) -> None:
+def test_crm_detects_overlaps(crm: FakeCrm) -> None:
     crm.delay(0.3)
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(_send, crm, _batch("org-1", _contact("C1", T0)))
@@ -242,7 +243,7 @@ def test_crm_detects_overlaps(crm: RecordingCrm) -> None:
     assert crm.overlaps == []
 
 
-def test_crm_programmed_failures(crm: RecordingCrm) -> None:
+def test_crm_programmed_failures(crm: FakeCrm) -> None:
     crm.fail_next(1)
     batch = _batch("org-1", _contact("C1", T0))
     throttled = _send(crm, batch)

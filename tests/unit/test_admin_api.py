@@ -14,11 +14,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from werkzeug.routing import IntegerConverter
 
-from app import create_app
+from app.core.secrets_box import SecretBox, SecretKeyMismatch
+from app.core.services import Services
 from app.delivery.sender import flush_org
-from app.processing import drain_inbox
-from app.secrets_box import SecretBox, SecretKeyMismatch
-from app.services import Services
+from app.factory import create_app
+from app.ingest.apply import drain_inbox
+from devtools.crm import FakeCrm
 from tests.conftest import (
     AUTH,
     CRM_SECRET,
@@ -28,7 +29,6 @@ from tests.conftest import (
     make_settings,
     services_of,
 )
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import (
     FakeLoke,
     customer_event,
@@ -61,7 +61,7 @@ def put_org(client: FlaskClient, body: Any, org: str = ORG) -> Any:
 
 
 @pytest.fixture
-def connected(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm) -> str:
+def connected(client: FlaskClient, loke: FakeLoke, crm: FakeCrm) -> str:
     """Connects ORG; returns the webhook secret LOKE was given."""
     loke.add_org(ORG)
     answer = put_org(client, {"destination": destination(crm)})
@@ -162,7 +162,7 @@ def test_every_api_route_refuses_without_the_bearer_token(
     ],
 )
 def test_a_bad_connect_request_is_refused_and_nothing_is_stored(
-    client: FlaskClient, loke: FakeLoke, crm: RecordingCrm, body: Any, message: str
+    client: FlaskClient, loke: FakeLoke, crm: FakeCrm, body: Any, message: str
 ) -> None:
     loke.add_org(ORG)
     if body == "batch":
@@ -185,7 +185,7 @@ def test_a_body_that_is_not_json_is_refused(client: FlaskClient, loke: FakeLoke)
 
 
 def test_the_first_connect_subscribes_the_five_events_at_loke(
-    client: FlaskClient, services: Services, loke: FakeLoke, crm: RecordingCrm
+    client: FlaskClient, services: Services, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     loke.add_org(ORG)
     answer = put_org(client, {"destination": destination(crm), "name": "Cafe"})
@@ -200,7 +200,7 @@ def test_the_first_connect_subscribes_the_five_events_at_loke(
 
 
 def test_a_second_put_updates_and_keeps_the_secrets_when_omitted(
-    client: FlaskClient, services: Services, loke: FakeLoke, crm: RecordingCrm, connected: str
+    client: FlaskClient, services: Services, loke: FakeLoke, crm: FakeCrm, connected: str
 ) -> None:
     without_secret = {k: v for k, v in destination(crm, batchSize=7).items() if k != "secret"}
     answer = put_org(client, {"destination": without_secret, "lists": ["L1"]})
@@ -215,7 +215,7 @@ def test_a_second_put_updates_and_keeps_the_secrets_when_omitted(
 
 
 def test_get_never_returns_a_secret(
-    client: FlaskClient, services: Services, crm: RecordingCrm, connected: str
+    client: FlaskClient, services: Services, crm: FakeCrm, connected: str
 ) -> None:
     stored = org_row(services)
     assert post_webhook(client, connected, created("C1")) == 202

@@ -17,10 +17,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from app import create_app, inbox
-from app.migrate import upgrade
-from app.mirror import PARTIAL_PROFILE
-from app.models import (
+from app.core.services import Services
+from app.factory import create_app
+from app.ingest import inbox
+from app.ingest.apply import drain_inbox
+from app.mirror.keys import PARTIAL_PROFILE
+from app.store.migrate import upgrade
+from app.store.models import (
     Customer,
     DeadLetter,
     DeliveryState,
@@ -29,8 +32,6 @@ from app.models import (
     OutboxEntry,
     Payment,
 )
-from app.processing import drain_inbox
-from app.services import Services
 from tests.conftest import RecordingDispatcher, make_settings, services_of
 from tests.support import iso
 from tests.support.fake_loke import (

@@ -12,14 +12,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app import backfill, loke_client, mirror
-from app.config import Settings
-from app.dispatch import BrokerUnavailable
-from app.models import BackfillRun, Customer
-from app.services import Services
-from app.task_names import BACKFILL_PAGE
+from app.backfill import customers as backfill_pages
+from app.backfill import runs as backfill_runs
+from app.core.config import Settings
+from app.core.dispatch import BrokerUnavailable
+from app.core.services import Services
+from app.core.task_names import BACKFILL_PAGE
+from app.loke.client import current_loke_client
+from app.store.models import BackfillRun, Customer
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
 
 ORG = "org-pages"
@@ -33,7 +35,7 @@ def settings(settings_on_each_store: Settings) -> Settings:
 
 
 @pytest.fixture
-def client(app: Flask, loke: FakeLoke, crm: RecordingCrm) -> FlaskClient:
+def client(app: Flask, loke: FakeLoke, crm: FakeCrm) -> FlaskClient:
     loke.page_size = 3
     loke.set_customers(ORG, [make_customer(cid, NOW) for cid in IDS])
     client = app.test_client()
@@ -65,7 +67,7 @@ def test_each_page_task_sends_the_next_with_its_url_and_the_run_finishes(
     [(run_id,)] = page_tasks(dispatcher)  # from the connect: no URL, read the checkpoint
     with app.app_context():
         for _ in range(3):
-            backfill.run_page(services, loke_client(), *page_tasks(dispatcher)[-1])
+            backfill_pages.run_page(services, current_loke_client(), *page_tasks(dispatcher)[-1])
     tasks = page_tasks(dispatcher)
     assert len(tasks) == 3  # the last page sends nothing
     assert [len(args) for args in tasks] == [1, 3, 3]
@@ -81,9 +83,9 @@ def test_a_page_sent_ahead_waits_for_the_page_before_it(
 ) -> None:
     services = services_of(app)
     with app.app_context():
-        backfill.run_page(services, loke_client(), *page_tasks(dispatcher)[0])
+        backfill_pages.run_page(services, current_loke_client(), *page_tasks(dispatcher)[0])
         second = page_tasks(dispatcher)[-1]
-        backfill.run_page(services, loke_client(), *second)
+        backfill_pages.run_page(services, current_loke_client(), *second)
         third = page_tasks(dispatcher)[-1]
         checkpoint = the_run(services).next_url
         assert checkpoint == third[1]
@@ -91,7 +93,7 @@ def test_a_page_sent_ahead_waits_for_the_page_before_it(
         # The task of page 2 runs again (a redelivery after its worker died): the checkpoint
         # has moved past its URL, so nothing is applied twice and nothing more is sent.
         sent = len(dispatcher.sent)
-        backfill.run_page(services, loke_client(), *second)
+        backfill_pages.run_page(services, current_loke_client(), *second)
         assert len(dispatcher.sent) == sent
         run = the_run(services)
         assert (run.pages, run.customers, run.next_url) == (2, 6, checkpoint)
@@ -102,14 +104,14 @@ def test_a_page_sent_ahead_waits_for_the_page_before_it(
             found = session.get(BackfillRun, run.id)
             assert found is not None
             found.next_url, found.pages, found.customers = second[1], 1, 3
-        backfill.run_page(services, loke_client(), *third)
+        backfill_pages.run_page(services, current_loke_client(), *third)
         run = the_run(services)
         assert (run.status, run.pages, run.customers, run.next_url) == ("running", 1, 3, second[1])
         assert len(dispatcher.sent) == sent
 
 
 def test_an_unreadable_record_is_counted_and_the_rest_of_its_page_applied(
-    app: Flask, loke: FakeLoke, crm: RecordingCrm, dispatcher: RecordingDispatcher
+    app: Flask, loke: FakeLoke, crm: FakeCrm, dispatcher: RecordingDispatcher
 ) -> None:
     broken = make_customer("P999", NOW)
     del broken["updatedAt"]  # cannot be ordered against webhooks: refused
@@ -119,7 +121,7 @@ def test_an_unreadable_record_is_counted_and_the_rest_of_its_page_applied(
     assert client.put(f"/api/orgs/{ORG}", json=body, headers=AUTH).status_code == 201
     services = services_of(app)
     with app.app_context():
-        backfill.run_page(services, loke_client(), *page_tasks(dispatcher)[0])
+        backfill_pages.run_page(services, current_loke_client(), *page_tasks(dispatcher)[0])
     run = the_run(services)
     assert (run.status, run.customers, run.invalid) == ("finished", 5, 1)
     assert stored(services) == 5
@@ -135,15 +137,19 @@ def test_a_page_task_that_keeps_crashing_is_counted_and_its_run_stops_failed_the
     limit = services.settings.backfill_page_attempts
     [(run_id,)] = page_tasks(dispatcher)
     with app.app_context():
-        backfill.run_page(services, loke_client(), run_id)  # the first page is applied
+        backfill_pages.run_page(
+            services, current_loke_client(), run_id
+        )  # the first page is applied
 
         def crash(*_: object) -> None:
             raise RuntimeError("a bug in the mirror")
 
-        monkeypatch.setattr(mirror, "apply_customers", crash)
+        monkeypatch.setattr(backfill_pages, "apply_customers", crash)
         for crashes in range(1, limit + 1):
             with pytest.raises(RuntimeError):
-                backfill.run_page(services, loke_client(), run_id)  # as the sweeper sends it
+                backfill_pages.run_page(
+                    services, current_loke_client(), run_id
+                )  # as the sweeper sends it
             run = the_run(services)
             assert (run.attempts, run.last_error) == (crashes, "RuntimeError: a bug in the mirror")
             assert run.status == ("failed" if crashes == limit else "running")
@@ -151,9 +157,9 @@ def test_a_page_task_that_keeps_crashing_is_counted_and_its_run_stops_failed_the
         assert run.finished_at is not None
 
         monkeypatch.undo()  # the bug fixed: starting it again resumes from the checkpoint
-        assert backfill.start(services, ORG).run_id == run_id
+        assert backfill_runs.start(services, ORG).run_id == run_id
         for _ in range(2):
-            backfill.run_page(services, loke_client(), *page_tasks(dispatcher)[-1])
+            backfill_pages.run_page(services, current_loke_client(), *page_tasks(dispatcher)[-1])
     run = the_run(services)
     assert (run.status, run.pages, run.customers, run.attempts) == ("finished", 3, 9, 0)
     assert stored(services) == 9
@@ -181,10 +187,10 @@ def test_an_outage_of_the_database_or_broker_is_not_counted_as_a_crash(
     def down(*_: object) -> None:
         raise outage
 
-    monkeypatch.setattr(mirror, "apply_customers", down)
+    monkeypatch.setattr(backfill_pages, "apply_customers", down)
     with app.app_context():
         for _ in range(services.settings.backfill_page_attempts + 1):
             with pytest.raises(type(outage)):
-                backfill.run_page(services, loke_client(), run_id)
+                backfill_pages.run_page(services, current_loke_client(), run_id)
     run = the_run(services)
     assert (run.status, run.attempts, run.last_error) == ("running", 0, None)

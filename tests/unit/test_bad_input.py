@@ -13,11 +13,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app.models import Customer, DeadLetter, InboxEvent
-from app.processing import drain_inbox
-from app.services import Services
+from app.core.services import Services
+from app.ingest.apply import drain_inbox
+from app.store.models import Customer, DeadLetter, InboxEvent
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, RecordingDispatcher, destination
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import (
     FakeLoke,
     customer_event,
@@ -34,7 +34,7 @@ Body = dict[str, Any]
 
 
 @pytest.fixture
-def secret(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm) -> str:
+def secret(client: FlaskClient, loke: FakeLoke, crm: FakeCrm) -> str:
     loke.add_org(ORG)
     answer = client.put(f"/api/orgs/{ORG}", json={"destination": destination(crm)}, headers=AUTH)
     assert answer.status_code == 201, answer.json

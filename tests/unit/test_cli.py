@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
-from app.migrate import upgrade
+from app.cli.main import main
+from app.store.migrate import upgrade
+from devtools.crm import FakeCrm
 from tests.conftest import CRM_SECRET, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET, make_settings
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke
 
 
@@ -35,7 +35,7 @@ def runner(tmp_path: Path, loke: FakeLoke, monkeypatch: pytest.MonkeyPatch) -> C
 
 
 def test_discover_lists_lokes_organizations_and_marks_the_connected_ones(
-    runner: CliRunner, loke: FakeLoke, crm: RecordingCrm
+    runner: CliRunner, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     loke.add_org("org-a", "Cafe A")
     loke.add_org("org-b", "Bar B")
@@ -62,7 +62,7 @@ def test_backfill_of_an_unknown_org_is_a_clear_error(runner: CliRunner) -> None:
 
 
 def test_disconnect_removes_the_subscription_at_loke(
-    runner: CliRunner, loke: FakeLoke, crm: RecordingCrm
+    runner: CliRunner, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     loke.add_org("org-c")
     runner.invoke(main, ["orgs", "connect", "org-c", "--url", crm.url, "--secret", CRM_SECRET])
@@ -73,7 +73,7 @@ def test_disconnect_removes_the_subscription_at_loke(
 
 
 def test_status_and_lists_sync_speak_for_the_same_functions_as_the_api(
-    runner: CliRunner, loke: FakeLoke, crm: RecordingCrm
+    runner: CliRunner, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     assert "no organizations yet" in runner.invoke(main, ["status"]).output
     loke.add_org("org-d")
@@ -102,12 +102,13 @@ def test_the_embedded_broker_has_every_queue_before_web_worker_and_beat_start(
     moment, and one of them fails on the unique name (seen: the demo's worker exiting)."""
     import sqlite3
 
-    from app.cli import QUEUES, _declare_embedded_queues
+    from app.core.processes import declare_embedded_queues
+    from app.core.queues import ALL_QUEUES
 
     settings = make_settings(tmp_path, loke)
     assert settings.broker_url.startswith("sqla+sqlite")
-    _declare_embedded_queues(settings)
-    _declare_embedded_queues(settings)  # a restart finds them there
+    declare_embedded_queues(settings)
+    declare_embedded_queues(settings)  # a restart finds them there
     with sqlite3.connect(tmp_path / "broker.sqlite") as broker:
         names = sorted(name for (name,) in broker.execute("SELECT name FROM kombu_queue"))
-    assert names == sorted(QUEUES.split(","))
+    assert names == sorted(ALL_QUEUES)

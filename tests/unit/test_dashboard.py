@@ -15,14 +15,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import text, update
 from werkzeug.routing import IntegerConverter
 
-from app import create_app
+from app.core.services import Services
+from app.core.task_names import BACKFILL_PAGE, LISTS_READ
 from app.delivery.sender import flush_org
-from app.migrate import upgrade
-from app.models import BackfillRun
-from app.processing import drain_inbox
-from app.services import Services
-from app.task_names import BACKFILL_PAGE, LISTS_READ
+from app.factory import create_app
+from app.ingest.apply import drain_inbox
+from app.store.migrate import upgrade
+from app.store.models import BackfillRun
 from app.web.dashboard_format import duration, safe_url
+from devtools.crm import FakeCrm
 from tests.conftest import (
     ADMIN_TOKEN,
     AUTH,
@@ -33,7 +34,6 @@ from tests.conftest import (
     make_settings,
     services_of,
 )
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
 
 ORG = "org-dash"
@@ -45,7 +45,7 @@ PUBLIC_BLUEPRINTS = {"health", "receiver"}
 
 
 @pytest.fixture
-def connected(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm) -> str:
+def connected(client: FlaskClient, loke: FakeLoke, crm: FakeCrm) -> str:
     """Connects ORG through the admin API; returns the webhook secret LOKE was given."""
     loke.add_org(ORG, "Cafe Dash")
     answer = client.put(f"/api/orgs/{ORG}", json={"destination": destination(crm)}, headers=AUTH)
@@ -313,7 +313,7 @@ def test_a_list_toggle_never_reconnects_a_disconnected_org(
 
 
 def test_a_dead_letter_is_shown_with_its_reason_and_replayed_to_the_crm(
-    client: FlaskClient, services: Services, crm: RecordingCrm, connected: str, signed_in: str
+    client: FlaskClient, services: Services, crm: FakeCrm, connected: str, signed_in: str
 ) -> None:
     crm.reject_customer("C1")
     raw = json.dumps(customer_event("customer.created", ORG, make_customer("C1", NOW))).encode()

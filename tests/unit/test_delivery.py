@@ -1,5 +1,5 @@
 """Delivery to the CRM: batches, coalescing, in-flight changes, retries, dead letters, rate limit,
-each flush run directly against the RecordingCrm over real HTTP."""
+each flush run directly against the FakeCrm over real HTTP."""
 
 from __future__ import annotations
 
@@ -16,16 +16,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app import create_app, inbox
-from app.delivery import outbox, sender
+from app.core.services import Services
+from app.delivery import claims, sender
 from app.delivery.sender import FlushResult, flush_org
-from app.migrate import upgrade
-from app.models import DeliveryState, OutboxEntry, Payment
-from app.processing import drain_inbox
-from app.services import Services
+from app.factory import create_app
+from app.ingest import inbox
+from app.ingest.apply import drain_inbox
+from app.store.migrate import upgrade
+from app.store.models import DeliveryState, OutboxEntry, Payment
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, RecordingDispatcher, destination, make_settings, services_of
 from tests.support import parse_ts
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import (
     FakeLoke,
     customer_event,
@@ -39,7 +40,7 @@ NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=10)
 
 
-def connect(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm, **overrides: Any) -> None:
+def connect(client: FlaskClient, loke: FakeLoke, crm: FakeCrm, **overrides: Any) -> None:
     loke.add_org(ORG)
     body = {"destination": destination(crm, **overrides)}
     answer = client.put(f"/api/orgs/{ORG}", json=body, headers=AUTH)
@@ -47,7 +48,7 @@ def connect(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm, **overrides:
 
 
 @pytest.fixture
-def connected(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm) -> None:
+def connected(client: FlaskClient, loke: FakeLoke, crm: FakeCrm) -> None:
     connect(client, loke, crm)
 
 
@@ -68,12 +69,12 @@ def flush(services: Services) -> FlushResult:
     return flush_org(services, ORG, time_budget=10)
 
 
-def contact(crm: RecordingCrm, customer_id: str) -> dict[str, Any]:
+def contact(crm: FakeCrm, customer_id: str) -> dict[str, Any]:
     found: dict[str, Any] = crm.contacts[(ORG, customer_id)]
     return found
 
 
-def statuses(crm: RecordingCrm) -> list[int]:
+def statuses(crm: FakeCrm) -> list[int]:
     return [status for _, status, _ in crm.answered]
 
 
@@ -96,7 +97,7 @@ def dead_letters(client: FlaskClient) -> list[dict[str, Any]]:
     return found
 
 
-def assert_clean(crm: RecordingCrm) -> None:
+def assert_clean(crm: FakeCrm) -> None:
     assert crm.violations() == []
     assert crm.bad_signatures == 0
 
@@ -119,7 +120,7 @@ def make_app(tmp_path: Path, loke: FakeLoke) -> Iterator[Any]:
 
 # -- batching -----------------------------------------------------------------------------------
 def test_batches_carry_at_most_batch_size_operations(
-    services: Services, client: FlaskClient, loke: FakeLoke, crm: RecordingCrm
+    services: Services, client: FlaskClient, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     connect(client, loke, crm, batchSize=3)
     ids = [f"C{n}" for n in range(7)]
@@ -132,7 +133,7 @@ def test_batches_carry_at_most_batch_size_operations(
 
 
 def test_the_wire_format_is_signed_keyed_by_batch_and_names_the_org(
-    services: Services, connected: None, crm: RecordingCrm
+    services: Services, connected: None, crm: FakeCrm
 ) -> None:
     apply(services, updated("C1", 1), updated("C2", 1))
     flush(services)
@@ -140,11 +141,11 @@ def test_the_wire_format_is_signed_keyed_by_batch_and_names_the_org(
     assert batch["organizationId"] == ORG
     assert parse_ts(batch["sentAt"]) > NOW
     assert [op["type"] for op in batch["operations"]] == ["contact.upsert"] * 2
-    assert_clean(crm)  # RecordingCrm checks X-Signature and Idempotency-Key == batchId
+    assert_clean(crm)  # FakeCrm checks X-Signature and Idempotency-Key == batchId
 
 
 def test_a_batch_signed_with_another_secret_is_refused_by_the_crm(
-    services: Services, client: FlaskClient, loke: FakeLoke, crm: RecordingCrm
+    services: Services, client: FlaskClient, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     connect(client, loke, crm, secret="not-the-crm-secret")
     apply(services, updated("C1", 1))
@@ -156,7 +157,7 @@ def test_a_batch_signed_with_another_secret_is_refused_by_the_crm(
 
 
 def test_a_burst_of_updates_for_one_customer_becomes_one_upsert_of_the_newest_state(
-    services: Services, connected: None, crm: RecordingCrm
+    services: Services, connected: None, crm: FakeCrm
 ) -> None:
     for minutes in (3, 1, 5, 2, 4):
         apply(services, updated("C1", minutes, firstName=f"v{minutes}"))
@@ -169,7 +170,7 @@ def test_a_burst_of_updates_for_one_customer_becomes_one_upsert_of_the_newest_st
 
 
 def test_a_change_made_while_a_batch_is_in_flight_is_delivered_afterwards(
-    services: Services, connected: None, crm: RecordingCrm
+    services: Services, connected: None, crm: FakeCrm
 ) -> None:
     apply(services, updated("C1", 1, firstName="first"))
     crm.delay(0.8)
@@ -206,8 +207,8 @@ def test_the_claim_never_gives_one_customer_to_two_concurrent_claims(
         start.wait()
         for _ in range(50):
             with services.db.transaction() as session:
-                found = outbox.claim_batch(session, ORG, 1, 1000, LEASE)
-                if isinstance(found, outbox.Claimed):
+                found = claims.claim_batch(session, ORG, 1, 1000, LEASE)
+                if isinstance(found, claims.Claimed):
                     claimed.append({e.customer_id for e in found.entries})
                     time.sleep(0.2)  # hold the transaction: the other claim waits for it
                     return
@@ -222,8 +223,8 @@ def test_the_claim_never_gives_one_customer_to_two_concurrent_claims(
 
     time.sleep(0.01)
     with services.db.transaction() as session:
-        again = outbox.claim_batch(session, ORG, 10, 1000, LEASE)
-    assert isinstance(again, outbox.Idle)  # the payment of C1 waits for C1's batch
+        again = claims.claim_batch(session, ORG, 10, 1000, LEASE)
+    assert isinstance(again, claims.Idle)  # the payment of C1 waits for C1's batch
 
 
 # -- failures -----------------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def test_a_400_makes_the_batch_a_dead_letter_at_once_and_a_replay_sends_the_newe
     services: Services,
     client: FlaskClient,
     connected: None,
-    crm: RecordingCrm,
+    crm: FakeCrm,
     dispatcher: RecordingDispatcher,
 ) -> None:
     crm.reject_customer("C1")
@@ -268,7 +269,7 @@ def test_replaying_an_unknown_dead_letter_is_not_found(client: FlaskClient) -> N
 
 
 def test_a_429_with_retry_after_pauses_the_destination_at_least_that_long(
-    services: Services, connected: None, crm: RecordingCrm
+    services: Services, connected: None, crm: FakeCrm
 ) -> None:
     crm.fail_next(1, status=429, retry_after="2")
     apply(services, updated("C1", 1))
@@ -291,7 +292,7 @@ def test_a_429_with_retry_after_pauses_the_destination_at_least_that_long(
 
 
 def test_5xx_retries_are_bounded_and_the_batch_then_becomes_a_dead_letter(
-    make_app: Any, loke: FakeLoke, crm: RecordingCrm
+    make_app: Any, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     flask_app: Flask = make_app(delivery_max_attempts=3, delivery_backoff_base_seconds=0.05)
     services = services_of(flask_app)
@@ -308,7 +309,7 @@ def test_5xx_retries_are_bounded_and_the_batch_then_becomes_a_dead_letter(
 
 
 def test_a_refused_connection_is_retried_not_dead_lettered(
-    make_app: Any, loke: FakeLoke, crm: RecordingCrm, monkeypatch: pytest.MonkeyPatch
+    make_app: Any, loke: FakeLoke, crm: FakeCrm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The flush sleeps through short pauses itself; here the retry must be left for later
     # however slowly the machine runs, so no pause is short enough.
@@ -335,7 +336,7 @@ def test_a_refused_connection_is_retried_not_dead_lettered(
 
 
 def test_the_rate_limit_is_shared_by_concurrent_flushes(
-    services: Services, client: FlaskClient, loke: FakeLoke, crm: RecordingCrm
+    services: Services, client: FlaskClient, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     connect(client, loke, crm, batchSize=1, maxRequestsPerSecond=5)
     apply(services, *(updated(f"C{n}", 1) for n in range(5)))
@@ -356,7 +357,7 @@ def test_the_rate_limit_is_shared_by_concurrent_flushes(
 
 # -- payments -----------------------------------------------------------------------------------
 def test_payments_without_a_customer_are_stored_but_not_delivered(
-    services: Services, connected: None, crm: RecordingCrm
+    services: Services, connected: None, crm: FakeCrm
 ) -> None:
     apply(services, payment_event("completed", ORG, make_payment("P-guest", None, NOW)))
     with services.db.transaction() as session:
@@ -368,7 +369,7 @@ def test_payments_without_a_customer_are_stored_but_not_delivered(
 
 
 def test_a_refunded_payment_is_never_delivered_as_completed_again(
-    services: Services, connected: None, crm: RecordingCrm
+    services: Services, connected: None, crm: FakeCrm
 ) -> None:
     customer = make_customer("C1", NOW)
     completed = make_payment("P1", customer, NOW)

@@ -8,8 +8,8 @@ import socket
 import pytest
 from celery import Celery
 
-from app.dispatch import BrokerUnavailable
-from workers.celery_app import CeleryDispatcher
+from app.core.broker import CeleryDispatcher
+from app.core.dispatch import BrokerUnavailable
 
 
 def closed_port() -> int:

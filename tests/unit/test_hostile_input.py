@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from app import create_app
-from app.migrate import upgrade
-from app.models import DeadLetter, InboxEvent
-from app.processing import drain_inbox
+from app.factory import create_app
+from app.ingest.apply import drain_inbox
+from app.store.migrate import upgrade
+from app.store.models import DeadLetter, InboxEvent
 from tests.conftest import AUTH, CRM_SECRET, RecordingDispatcher, make_settings, services_of
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
 

@@ -12,15 +12,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from app import list_diff, list_pages, list_reader, lists
-from app.config import Settings
+from app.core.config import Settings
+from app.core.services import Services
+from app.core.task_names import DELIVERY_FLUSH, LISTS_READ, LISTS_STAGE
+from app.lists import diff, reader, runs, stager
 from app.loke.client import LokeClient
 from app.loke.errors import LokeError
-from app.models import ListMember, ListRunPage, ListSyncRun, OutboxEntry
-from app.services import Services
-from app.task_names import DELIVERY_FLUSH, LISTS_READ, LISTS_STAGE
+from app.store.models import ListMember, ListRunPage, ListSyncRun, OutboxEntry
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
 from tests.support.list_tasks import ListTasks, run_task, staged_count, staging_tables
 
@@ -35,7 +35,7 @@ def settings(settings_on_each_store: Settings) -> Settings:
 
 
 @pytest.fixture
-def client(app: Flask, loke: FakeLoke, crm: RecordingCrm) -> FlaskClient:
+def client(app: Flask, loke: FakeLoke, crm: FakeCrm) -> FlaskClient:
     loke.page_size = 2
     loke.set_customers(ORG, [make_customer(cid, NOW) for cid in IDS])
     loke.set_list(ORG, "L1", "VIPs", IDS)
@@ -53,11 +53,11 @@ def tasks(app: Flask, dispatcher: RecordingDispatcher) -> ListTasks:
 @pytest.fixture
 def page_by_page(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each reader reads one page, then hands over to the next: a reader can 'die' between."""
-    monkeypatch.setattr(list_reader, "READ_SECONDS", -1.0)
+    monkeypatch.setattr(reader, "READ_SECONDS", -1.0)
 
 
 def start(app: Flask) -> int:
-    [started] = lists.start_chosen(services_of(app), ORG)
+    [started] = runs.start_chosen(services_of(app), ORG)
     return started.run_id
 
 
@@ -157,12 +157,12 @@ def test_a_reader_that_finds_its_page_stored_by_another_stops(
     services = services_of(app)
     run_id = start(app)
     tasks.run(LISTS_READ)
-    late = list_reader._where_to_read(services, run_id)  # a reader that is about to read page 1
+    late = reader._where_to_read(services, run_id)  # a reader that is about to read page 1
     tasks.run(LISTS_READ)  # ... while another reader stores it first
     assert late is not None
     assert late.seq == 1
     sent = len(tasks.pending())
-    monkeypatch.setattr(list_reader, "_where_to_read", lambda *_: late)
+    monkeypatch.setattr(reader, "_where_to_read", lambda *_: late)
     run_task(app, (LISTS_READ, (run_id,)))
     assert len(tasks.pending()) == sent  # it stored and sent nothing
     assert [p[0] for p in stored_pages(services)] == [0, 1]
@@ -196,7 +196,7 @@ def test_a_stalled_run_is_resumed_from_its_pages(
     tasks.take(LISTS_STAGE, run_id, 1)
     tasks.take(LISTS_READ, run_id)
     assert tasks.pending() == []
-    list_pages.resume(services, run_id)  # the sweeper found the run stalled
+    runs.resume(services, run_id)  # the sweeper found the run stalled
     assert tasks.pending() == [(LISTS_STAGE, (run_id, 1)), (LISTS_READ, (run_id,))]
     tasks.run_all()
     run = the_run(services, run_id)
@@ -213,7 +213,7 @@ def test_a_page_task_that_keeps_crashing_is_counted_and_its_run_stops_failed(
     def crash(*_: object) -> None:
         raise RuntimeError("a bug in the diff")
 
-    monkeypatch.setattr(list_diff, "apply_difference", crash)  # the last page's transaction
+    monkeypatch.setattr(diff, "apply_difference", crash)  # the last page's transaction
     run_id = start(app)
     tasks.run(LISTS_READ)
     for seq in range(3):
@@ -225,12 +225,12 @@ def test_a_page_task_that_keeps_crashing_is_counted_and_its_run_stops_failed(
         assert (run.attempts, run.last_error) == (crashes, "RuntimeError: a bug in the diff")
         assert run.status == ("failed" if crashes == limit else "running")
         assert stored(services) == set()  # the membership is untouched
-        list_pages.resume(services, run_id)  # the sweeper found the run stalled
+        runs.resume(services, run_id)  # the sweeper found the run stalled
         if run.status == "running":
             tasks.run(LISTS_READ)  # stops at once: every page is stored
     assert tasks.pending() == []  # a failed run is not resumed
     assert the_run(services, run_id).finished_at is not None
-    lists.clear_stale_staging(services)
+    runs.clear_stale_staging(services)
     assert (staging_tables(services), count(services, ListRunPage)) == ([], 0)
 
     monkeypatch.undo()  # the bug fixed: the next resync starts afresh
@@ -276,7 +276,7 @@ def test_the_tasks_of_a_run_that_stopped_store_and_stage_nothing(
     assert len(tasks.dispatcher.sent) == sent
     assert [p[0] for p in stored_pages(services)] == [0, 1]  # no page 2 stored
     assert the_run(services, run_id).pages == 1
-    assert lists.clear_stale_staging(services) == 1  # the run's staging table, page 0 in it
+    assert runs.clear_stale_staging(services) == 1  # the run's staging table, page 0 in it
     assert staging_tables(services) == []
     assert count(services, ListRunPage) == 0
 
@@ -359,7 +359,7 @@ def test_staging_of_a_run_purged_with_its_organization_is_cleared_by_the_sweeper
     tasks.run(LISTS_STAGE, run_id, 0)
     assert client.delete(f"/api/orgs/{ORG}?purge=true", headers=AUTH).status_code == 200
     assert count(services, ListSyncRun) == 0
-    assert lists.clear_stale_staging(services) == 1  # the staging table of no run now
+    assert runs.clear_stale_staging(services) == 1  # the staging table of no run now
     assert staging_tables(services) == []
     assert count(services, ListRunPage) == 0
 
@@ -376,7 +376,7 @@ def test_after_a_big_diff_the_tables_are_analyzed_before_delivery_is_kicked_else
     services = services_of(app)
     if services.db.dialect != "postgresql":
         pytest.skip("only PostgreSQL plans with statistics")
-    monkeypatch.setattr(list_pages, "BIG_DIFF", big_diff)
+    monkeypatch.setattr(stager, "BIG_DIFF", big_diff)
     refreshed: list[tuple[bool, bool]] = []  # (only_if_stale, delivery kicked already)
     refresh = services.db.refresh_statistics
 

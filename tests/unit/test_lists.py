@@ -11,14 +11,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app import list_pages, list_reader, list_staging, lists
-from app.config import Settings
+from app.core.config import Settings
+from app.core.services import Services
+from app.core.task_names import LISTS_READ, LISTS_STAGE
 from app.delivery.sender import flush_org
-from app.models import ListMember, ListSyncRun
-from app.services import Services
-from app.task_names import LISTS_READ, LISTS_STAGE
+from app.lists import reader, runs, staging
+from app.store.models import ListMember, ListSyncRun
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, destination, services_of
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, make_customer
 from tests.support.list_tasks import ListTasks, run_task, staging_tables
 
@@ -33,7 +33,7 @@ def settings(settings_on_each_store: Settings) -> Settings:
 
 
 @pytest.fixture
-def client(app: Flask, loke: FakeLoke, crm: RecordingCrm) -> FlaskClient:
+def client(app: Flask, loke: FakeLoke, crm: FakeCrm) -> FlaskClient:
     loke.set_customers(ORG, [make_customer(cid, NOW) for cid in IDS])
     loke.set_list(ORG, "L1", "VIPs", IDS[:6])
     loke.set_list(ORG, "L2", "Lunch club", IDS[5:])
@@ -49,17 +49,17 @@ def resync(app: Flask) -> list[ListSyncRun]:
     resumed, as the sweeper would), then run its reader and page tasks until each run ends."""
     services = services_of(app)
     tasks = ListTasks.from_now(app)
-    started = lists.start_chosen(services, ORG)
+    started = runs.start_chosen(services, ORG)
     for s in started:
         if not s.started:
-            list_pages.resume(services, s.run_id)
+            runs.resume(services, s.run_id)
     tasks.run_all()
     return [run_of(services, s.run_id) for s in started]
 
 
 def first_page_only(app: Flask, run_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run's first page is read and staged; then its worker dies (what it sent is lost)."""
-    monkeypatch.setattr(list_reader, "READ_SECONDS", -1.0)
+    monkeypatch.setattr(reader, "READ_SECONDS", -1.0)
     tasks = ListTasks.from_now(app)
     run_task(app, (LISTS_READ, (run_id,)))
     tasks.run(LISTS_STAGE, run_id, 0)
@@ -80,7 +80,7 @@ def deliver(app: Flask) -> None:
     raise AssertionError("delivery did not settle")
 
 
-def list_ops(crm: RecordingCrm, since: int = 0) -> list[tuple[str, str, str]]:
+def list_ops(crm: FakeCrm, since: int = 0) -> list[tuple[str, str, str]]:
     return sorted(
         (op["type"], op["listId"], op["customerId"])
         for batch in crm.batches[since:]
@@ -90,10 +90,10 @@ def list_ops(crm: RecordingCrm, since: int = 0) -> list[tuple[str, str, str]]:
 
 
 def test_the_first_sync_adds_every_member_of_the_chosen_lists_only(
-    app: Flask, client: FlaskClient, crm: RecordingCrm
+    app: Flask, client: FlaskClient, crm: FakeCrm
 ) -> None:
-    runs = resync(app)
-    assert [(r.list_id, r.status, r.adds, r.removes) for r in runs] == [
+    finished = resync(app)
+    assert [(r.list_id, r.status, r.adds, r.removes) for r in finished] == [
         ("L1", "finished", 6, 0),
         ("L2", "finished", 5, 0),
     ]
@@ -106,7 +106,7 @@ def test_the_first_sync_adds_every_member_of_the_chosen_lists_only(
 
 
 def test_members_unknown_to_the_mirror_reach_the_crm_as_contacts_before_their_list_add(
-    app: Flask, client: FlaskClient, crm: RecordingCrm
+    app: Flask, client: FlaskClient, crm: FakeCrm
 ) -> None:
     resync(app)  # no backfill ran: the mirror knows nobody yet
     deliver(app)
@@ -121,7 +121,7 @@ def test_members_unknown_to_the_mirror_reach_the_crm_as_contacts_before_their_li
 
 
 def test_the_next_sync_sends_exactly_the_changes(
-    app: Flask, client: FlaskClient, loke: FakeLoke, crm: RecordingCrm
+    app: Flask, client: FlaskClient, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     resync(app)
     deliver(app)
@@ -129,7 +129,7 @@ def test_the_next_sync_sends_exactly_the_changes(
     # At LOKE: M000 leaves L1, M009 moves from L2 to L1, M001 joins L2.
     loke.set_list(ORG, "L1", "VIPs", [*IDS[1:6], "M009"])
     loke.set_list(ORG, "L2", "Lunch club", ["M001", *IDS[5:9]])
-    runs = resync(app)
+    finished = resync(app)
     deliver(app)
     assert list_ops(crm, since=before) == [
         ("list.add", "L1", "M009"),
@@ -137,7 +137,7 @@ def test_the_next_sync_sends_exactly_the_changes(
         ("list.remove", "L1", "M000"),
         ("list.remove", "L2", "M009"),
     ]
-    assert [(r.adds, r.removes) for r in runs] == [(1, 1), (1, 1)]
+    assert [(r.adds, r.removes) for r in finished] == [(1, 1), (1, 1)]
     assert crm.list_members[(ORG, "L1")] == {*IDS[1:6], "M009"}
     # Nothing changed: a third sync sends nothing at all.
     settled = len(crm.batches)
@@ -150,7 +150,7 @@ def test_a_run_that_dies_half_way_leaves_membership_untouched_and_a_rerun_finish
     app: Flask,
     client: FlaskClient,
     loke: FakeLoke,
-    crm: RecordingCrm,
+    crm: FakeCrm,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     services = services_of(app)
@@ -158,13 +158,13 @@ def test_a_run_that_dies_half_way_leaves_membership_untouched_and_a_rerun_finish
     resync(app)
     deliver(app)
     loke.set_list(ORG, "L1", "VIPs", IDS[2:8])
-    [first, _] = lists.start_chosen(services, ORG)
+    [first, _] = runs.start_chosen(services, ORG)
     first_page_only(app, first.run_id, monkeypatch)
     with services.db.transaction() as session:
         stored = set(session.scalars(select(ListMember.customer_id).where(
             ListMember.list_id == "L1")))  # fmt: skip
     assert stored == set(IDS[:6])
-    again = lists.start(services, ORG, "L1")
+    again = runs.start(services, ORG, "L1")
     assert (again.run_id, again.started) == (first.run_id, False)  # the running row is the lock
     resync(app)  # resumed from the checkpoint, as the sweeper would
     deliver(app)
@@ -173,14 +173,14 @@ def test_a_run_that_dies_half_way_leaves_membership_untouched_and_a_rerun_finish
 
 
 def test_a_list_deleted_at_loke_ends_cleanly_and_is_reported(
-    app: Flask, client: FlaskClient, loke: FakeLoke, crm: RecordingCrm
+    app: Flask, client: FlaskClient, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     body: dict[str, Any] = {"lists": ["L1", "GONE"]}
     assert client.put(f"/api/orgs/{ORG}", json=body, headers=AUTH).status_code == 200
-    runs = {r.list_id: r for r in resync(app)}
-    assert runs["GONE"].status == "gone"
-    assert "404" in (runs["GONE"].last_error or "")
-    assert runs["L1"].status == "finished"
+    by_list = {r.list_id: r for r in resync(app)}
+    assert by_list["GONE"].status == "gone"
+    assert "404" in (by_list["GONE"].last_error or "")
+    assert by_list["L1"].status == "finished"
     status = client.get(f"/api/orgs/{ORG}", headers=AUTH).get_json()
     assert isinstance(status, dict)
     reported = {s["id"]: s["lastRun"] for s in status["listSync"]}
@@ -220,7 +220,7 @@ def test_a_list_removed_from_the_choice_stops_its_running_sync(
 ) -> None:
     services = services_of(app)
     tasks = ListTasks.from_now(app)
-    [run, other] = lists.start_chosen(services, ORG)
+    [run, other] = runs.start_chosen(services, ORG)
     assert client.put(f"/api/orgs/{ORG}", json={"lists": ["L2"]}, headers=AUTH).status_code == 200
     assert run_of(services, run.run_id).status == "cancelled"
     tasks.run_all()  # its reader reads nothing; L2's finishes
@@ -233,15 +233,15 @@ def test_staging_of_a_run_that_stopped_half_way_is_cleared_by_the_sweeper(
 ) -> None:
     services = services_of(app)
     loke.page_size = 2
-    [first, second] = lists.start_chosen(services, ORG)
+    [first, second] = runs.start_chosen(services, ORG)
     first_page_only(app, first.run_id, monkeypatch)
-    assert lists.clear_stale_staging(services) == 0  # still running: its staging is kept
+    assert runs.clear_stale_staging(services) == 0  # still running: its staging is kept
     assert staging_tables(services) == [f"list_staging_{r.run_id}" for r in (first, second)]
     with services.db.transaction() as session:
         run = session.get(ListSyncRun, first.run_id)
         assert run is not None
         run.status = "failed"  # e.g. LOKE kept answering 500 for the next page
-    assert lists.clear_stale_staging(services) == 1
+    assert runs.clear_stale_staging(services) == 1
     assert staging_tables(services) == [f"list_staging_{second.run_id}"]  # still running
 
 
@@ -249,10 +249,10 @@ def test_the_sweeper_drops_a_backlog_of_stopped_runs_staging_a_few_tables_a_tran
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services = services_of(app)
-    monkeypatch.setattr(list_staging, "DROPS_PER_TRANSACTION", 2)
-    runs = [lists.start(services, ORG, f"L{n}").run_id for n in range(1, 6)]
+    monkeypatch.setattr(staging, "DROPS_PER_TRANSACTION", 2)
+    run_ids = [runs.start(services, ORG, f"L{n}").run_id for n in range(1, 6)]
     with services.db.transaction() as session:
-        for run_id in runs[:4]:
+        for run_id in run_ids[:4]:
             session.get_one(ListSyncRun, run_id).status = "failed"
-    assert lists.clear_stale_staging(services) == 4  # in three transactions: 2, 2, 0
-    assert staging_tables(services) == [f"list_staging_{runs[4]}"]  # still running
+    assert runs.clear_stale_staging(services) == 4  # in three transactions: 2, 2, 0
+    assert staging_tables(services) == [f"list_staging_{run_ids[4]}"]  # still running

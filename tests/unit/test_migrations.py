@@ -13,10 +13,10 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from app import list_staging
-from app.db import make_engine
-from app.migrate import alembic_config, upgrade
-from app.models import Base
+from app.lists import staging
+from app.store.db import make_engine
+from app.store.migrate import alembic_config, upgrade
+from app.store.models import Base
 
 
 def schema_differences(url: str) -> list[object]:
@@ -137,7 +137,7 @@ def test_0009_stops_a_list_resync_running_across_it_and_stages_per_run_after(
         upgraded = table_names(connection)
         # A run started after the upgrade has a staging table of its own; a downgrade stops it.
         connection.exec_driver_sql("UPDATE list_sync_runs SET status = 'running'")
-        list_staging.staging_table(1).create(connection)
+        staging.staging_table(1).create(connection)
         command.downgrade(config, "0008")
         after_downgrade = run_status(connection)
         downgraded = table_names(connection)

@@ -13,9 +13,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import backfill, lists, loke_client
-from app.config import Settings
-from app.models import (
+from app.backfill import customers as backfill_pages
+from app.core.config import Settings
+from app.core.services import Services
+from app.core.task_names import BACKFILL_PAGE
+from app.ingest.apply import drain_inbox
+from app.lists import runs
+from app.loke.client import current_loke_client
+from app.store.models import (
     BackfillRun,
     Customer,
     CustomerList,
@@ -24,11 +29,8 @@ from app.models import (
     ListSyncRun,
     Organization,
 )
-from app.processing import drain_inbox
-from app.services import Services
-from app.task_names import BACKFILL_PAGE
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
 from tests.support.list_tasks import ListTasks
 
@@ -44,7 +46,7 @@ def settings(settings_on_each_store: Settings) -> Settings:
 
 
 @pytest.fixture
-def client(app: Flask, loke: FakeLoke, crm: RecordingCrm) -> FlaskClient:
+def client(app: Flask, loke: FakeLoke, crm: FakeCrm) -> FlaskClient:
     loke.set_customers(ORG, [*(make_customer(c, NOW) for c in IDS[:3]), with_nul("N4")])
     loke.set_list(ORG, "L1", "VIPs", IDS)
     client = app.test_client()
@@ -87,7 +89,7 @@ def test_a_list_member_with_a_nul_is_left_out_and_the_run_finishes(
 ) -> None:
     services = services_of(app)
     tasks = ListTasks(app, dispatcher)
-    [started] = lists.start_chosen(services, ORG)
+    [started] = runs.start_chosen(services, ORG)
     tasks.run_all()
     with services.db.transaction() as session:
         run = session.get(ListSyncRun, started.run_id)
@@ -102,7 +104,7 @@ def test_a_backfilled_customer_with_a_nul_is_counted_unreadable_and_the_rest_app
     services = services_of(app)
     [args] = [args for name, args, _, _ in dispatcher.sent if name == BACKFILL_PAGE]
     with app.app_context():
-        backfill.run_page(services, loke_client(), *args)
+        backfill_pages.run_page(services, current_loke_client(), *args)
     with services.db.transaction() as session:
         run = session.scalars(select(BackfillRun)).one()
         assert (run.status, run.customers, run.invalid) == ("finished", 3, 1)

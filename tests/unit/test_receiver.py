@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
-from app.models import InboxEvent
+from app.store.models import InboxEvent
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, sign
 
 ORG = "org-receiver"
@@ -21,7 +21,7 @@ NOW = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def secret(client: FlaskClient, loke: FakeLoke, crm: RecordingCrm) -> str:
+def secret(client: FlaskClient, loke: FakeLoke, crm: FakeCrm) -> str:
     loke.add_org(ORG)
     answer = client.put(f"/api/orgs/{ORG}", json={"destination": destination(crm)}, headers=AUTH)
     assert answer.status_code == 201, answer.json

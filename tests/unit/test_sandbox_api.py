@@ -18,9 +18,9 @@ import requests
 from app.loke.client import LokeClient, RetryPolicy
 from app.loke.errors import LokeError
 from app.loke.tokens import MemoryTokenCache, TokenSource
-from app.sandbox.seeding import seed_org
-from app.sandbox.server import LokeSandbox
-from app.sandbox.simulation import Simulator
+from devtools.sandbox.seeding import seed_org
+from devtools.sandbox.server import LokeSandbox
+from devtools.sandbox.simulation import Simulator
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,12 +14,12 @@ import requests
 
 from app.delivery.destinations.base import Batch
 from app.delivery.destinations.http import HttpConfig, HttpDestination
-from app.demo.crm import DemoCrm
-from app.sandbox.firer import IMMEDIATE
-from app.sandbox.payloads import STATISTICS_TIMES, parse_ts
-from app.sandbox.seeding import seed_org
-from app.sandbox.server import LokeSandbox
-from app.sandbox.simulation import Simulator
+from devtools.demo.crm import DemoCrm
+from devtools.sandbox.firer import IMMEDIATE
+from devtools.sandbox.payloads import STATISTICS_TIMES, parse_ts
+from devtools.sandbox.seeding import seed_org
+from devtools.sandbox.server import LokeSandbox
+from devtools.sandbox.simulation import Simulator
 
 pytestmark = pytest.mark.timeout(60)
 

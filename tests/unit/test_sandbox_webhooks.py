@@ -15,15 +15,16 @@ from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from app import create_app
-from app.migrate import upgrade
-from app.models import InboxEvent
-from app.sandbox.firer import IMMEDIATE, DeliveryStyle, RetrySchedule, WebhookFirer
-from app.sandbox.httpserver import LocalServer, Request, Response, json_response
-from app.sandbox.seeding import seed_org
-from app.sandbox.server import LokeSandbox
-from app.sandbox.signing import sign
-from app.sandbox.simulation import Simulator
+from app.factory import create_app
+from app.store.migrate import upgrade
+from app.store.models import InboxEvent
+from devtools.crm import FakeCrm
+from devtools.httpserver import LocalServer, Request, Response, json_response
+from devtools.sandbox.firer import IMMEDIATE, DeliveryStyle, RetrySchedule, WebhookFirer
+from devtools.sandbox.seeding import seed_org
+from devtools.sandbox.server import LokeSandbox
+from devtools.sandbox.signing import sign
+from devtools.sandbox.simulation import Simulator
 from tests.conftest import (
     AUTH,
     LOKE_CLIENT_ID,
@@ -32,7 +33,6 @@ from tests.conftest import (
     make_settings,
     services_of,
 )
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke
 from tests.support.processes import free_port
 
@@ -57,7 +57,7 @@ class Receiver(LocalServer):
 
 
 @pytest.fixture
-def connected(tmp_path: Path, crm: RecordingCrm) -> Iterator[tuple[Flask, LokeSandbox]]:
+def connected(tmp_path: Path, crm: FakeCrm) -> Iterator[tuple[Flask, LokeSandbox]]:
     """The real Flask app (receiver, admin API) over real HTTP, connected to a seeded sandbox."""
     with FakeLoke(LOKE_CLIENT_ID, LOKE_CLIENT_SECRET, style=IMMEDIATE) as sandbox:
         seed_org(sandbox, ORG, "Fired Cafe", 20, [], random.Random(1))

@@ -6,17 +6,18 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import loke_client, subscriptions
-from app.models import Organization
+from app.loke.client import current_loke_client
+from app.orgs import subscriptions
+from app.store.models import Organization
+from devtools.crm import FakeCrm
 from tests.conftest import AUTH, destination, services_of
-from tests.support.fake_crm import RecordingCrm
 from tests.support.fake_loke import FakeLoke
 
 ORG = "org-subscribed"
 
 
 @pytest.fixture
-def connected(app: Flask, loke: FakeLoke, crm: RecordingCrm) -> FlaskClient:
+def connected(app: Flask, loke: FakeLoke, crm: FakeCrm) -> FlaskClient:
     loke.add_org(ORG)
     client = app.test_client()
     answer = client.put(f"/api/orgs/{ORG}", json={"destination": destination(crm)}, headers=AUTH)
@@ -30,7 +31,7 @@ def puts(loke: FakeLoke) -> int:
 
 def check(app: Flask) -> subscriptions.Checked:
     with app.app_context():
-        return subscriptions.check_one(services_of(app), loke_client(), ORG)
+        return subscriptions.check_one(services_of(app), current_loke_client(), ORG)
 
 
 def test_an_intact_subscription_is_left_alone(

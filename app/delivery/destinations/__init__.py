@@ -11,6 +11,8 @@ from app.delivery.destinations.http import HttpConfig, HttpDestination
 
 
 class DestinationFactory(Protocol):
+    """Builds a destination's sender from its config and secret."""
+
     def __call__(
         self, config: Any, secret: str, timeout: float, session: requests.Session
     ) -> Destination: ...
@@ -22,6 +24,8 @@ DESTINATIONS: dict[str, tuple[type[DestinationConfig], DestinationFactory]] = {
 
 
 class UnknownDestination(ValueError):
+    """A destination type, or a stored destination, that cannot be sent to."""
+
     pass
 
 

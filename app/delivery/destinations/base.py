@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 @dataclass(frozen=True)
 class Batch:
+    """The operations of one request to the CRM, under one id (its idempotency key)."""
+
     batch_id: str
     org_id: str
     operations: list[dict[str, Any]]
@@ -35,6 +37,8 @@ class PermanentDeliveryError(Exception):
 
 
 class Destination(Protocol):
+    """Sends batches to one CRM."""
+
     def send(self, batch: Batch) -> None:
         """Deliver the batch, or raise RetryableDeliveryError / PermanentDeliveryError."""
 

@@ -11,28 +11,33 @@ from typing import Literal
 import requests
 from pydantic import AnyHttpUrl
 
-from app.backoff import is_retryable_status, parse_retry_after
+from app.core.backoff import is_retryable_status, parse_retry_after
+from app.core.timestamps import to_iso
 from app.delivery.destinations.base import (
     Batch,
     DestinationConfig,
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
-from app.timestamps import to_iso
 
 ANSWER_KEPT = 2000  # characters of a refusal kept in the dead letter
 
 
 class HttpConfig(DestinationConfig):
+    """The `http` destination: signed JSON batches POSTed to `url`."""
+
     type: Literal["http"]
     url: AnyHttpUrl
 
 
 def signature(body: bytes, secret: str) -> str:
+    """The `X-Signature` of a body: `sha256=` and its hex HMAC-SHA256 with the secret."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class HttpDestination:
+    """POSTs each batch, signed, to the destination's URL."""
+
     def __init__(
         self, config: HttpConfig, secret: str, timeout: float, session: requests.Session
     ) -> None:
@@ -42,6 +47,7 @@ class HttpDestination:
         self._session = session
 
     def send(self, batch: Batch) -> None:
+        """One POST; the answer classified as delivered, retry later, or refused for good."""
         body = json.dumps(
             {
                 "batchId": batch.batch_id,

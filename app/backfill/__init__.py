@@ -1,0 +1,1 @@
+"""Reading LOKE's paged customers: the resumable backfill and the scheduled reconciliation."""

@@ -1,0 +1,1 @@
+"""`loke-sync`: the command line for people who run the service."""

@@ -1,0 +1,82 @@
+"""Commands that run the service: all of it at once, or one process of it, and its schema."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from app.core.config import load_settings
+from app.core.processes import beat_command, start_service, supervise, web_command, worker_command
+from app.core.queues import ALL_QUEUES, parse_queues
+
+# Options these commands do not know are handed to gunicorn or celery as they are.
+PASS_THROUGH = {"ignore_unknown_options": True}
+
+
+@click.command()
+@click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1),
+              help="the web port (env PORT)")  # fmt: skip
+@click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1),
+              help="gunicorn worker processes")  # fmt: skip
+def run(port: int, web_workers: int) -> None:
+    """Start web, worker and beat together in this terminal (Ctrl-C stops all three).
+
+    With DATABASE_URL and CELERY_BROKER_URL unset everything lives under ./var/ and needs no
+    server: good for trying it out, limited to a few hundred events a second.
+    """
+    settings = load_settings()
+    processes = start_service(settings, port, web_workers, announce=click.echo)
+    sys.exit(supervise(processes, announce=lambda line: click.echo(line, err=True)))
+
+
+@click.command(context_settings=PASS_THROUGH)
+@click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1),
+              help="the port to listen on, on every interface (env PORT)")  # fmt: skip
+@click.option("--workers", envvar="WEB_CONCURRENCY", default=4, show_default=True,
+              type=click.IntRange(1), help="gunicorn workers (env WEB_CONCURRENCY)")  # fmt: skip
+@click.argument("gunicorn_args", nargs=-1, type=click.UNPROCESSED)
+def web(port: int, workers: int, gunicorn_args: tuple[str, ...]) -> None:
+    """The web process: webhooks, the admin API and the dashboard, under gunicorn."""
+    _become(web_command(f"0.0.0.0:{port}", workers, extra=gunicorn_args))
+
+
+@click.command(context_settings=PASS_THROUGH)
+@click.option("-Q", "--queues", default=",".join(ALL_QUEUES), show_default=True,
+              help="the queues to consume, comma-separated")  # fmt: skip
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(queues: str, celery_args: tuple[str, ...]) -> None:
+    """A worker process (run as many as needed, on any machine; each on all queues or some)."""
+    try:
+        chosen = parse_queues(queues)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--queues") from None
+    _become(worker_command(chosen, extra=celery_args))
+
+
+@click.command(context_settings=PASS_THROUGH)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def beat(celery_args: tuple[str, ...]) -> None:
+    """The scheduler process (one; a second one waits for the first one's lock in Redis)."""
+    _become(beat_command(extra=celery_args))
+
+
+def _become(argv: list[str]) -> None:
+    """Replace this process by `argv`: signals and the process id go straight to it."""
+    sys.stdout.flush()
+    os.execv(argv[0], argv)  # noqa: S606  # nosec B606 - built in app.core.processes
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to the newest schema (safe to run again)."""
+    from app.store.migrate import upgrade
+
+    upgrade(load_settings().sqlalchemy_url)
+    click.echo("database is at the newest schema")

@@ -1,0 +1,1 @@
+"""What every stage shares: configuration, the process's services, tasks by name, logs, metrics."""

@@ -1,0 +1,1 @@
+"""Connected organizations: connecting, their LOKE subscription, webhook secrets, status."""

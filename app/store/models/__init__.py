@@ -1,0 +1,25 @@
+"""Every table, by stage; importing this package registers them all on `Base.metadata`."""
+
+from app.store.models.base import Base
+from app.store.models.delivery import DeadLetter, DeliveryState, OutboxEntry
+from app.store.models.inbox import InboxEvent
+from app.store.models.mirror import Customer, CustomerList, ListMember, Payment
+from app.store.models.organizations import Organization
+from app.store.models.runs import BackfillRun, ListRunPage, ListSyncRun, PagedRun
+
+__all__ = [
+    "BackfillRun",
+    "Base",
+    "Customer",
+    "CustomerList",
+    "DeadLetter",
+    "DeliveryState",
+    "InboxEvent",
+    "ListMember",
+    "ListRunPage",
+    "ListSyncRun",
+    "Organization",
+    "OutboxEntry",
+    "PagedRun",
+    "Payment",
+]

@@ -1,0 +1,90 @@
+"""Delivery's state: the outbox, each destination's limits, and dead letters."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.store.models.base import Base, BigId
+
+
+class OutboxEntry(Base):
+    """One entity (a contact, a payment) whose newest state the CRM has not acknowledged yet.
+
+    `seq` grows with every change; a batch remembers the `seq` it claimed, so an answer for an
+    older state never clears a newer change.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_claimable",
+            "org_id",
+            "changed_at",
+            postgresql_where=text("pending"),
+            sqlite_where=text("pending"),
+        ),
+        Index("ix_outbox_org_id_customer_id", "org_id", "customer_id"),
+        # Only the batches in flight: settling one, and keeping a customer's changes out of
+        # a second batch, must not scan every entity the organization ever had.
+        Index(
+            "ix_outbox_leased",
+            "org_id",
+            "lease_batch",
+            postgresql_where=text("lease_batch IS NOT NULL"),
+            sqlite_where=text("lease_batch IS NOT NULL"),
+        ),
+    )
+
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # contact | payment
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    pending: Mapped[bool] = mapped_column(Boolean)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    lease_seq: Mapped[int | None] = mapped_column(BigInteger)
+    lease_batch: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime]
+    changed_at: Mapped[dt.datetime]  # oldest undelivered change: the delivery lag
+    source_at: Mapped[dt.datetime | None]  # LOKE's own timestamp of the newest change
+    request_id: Mapped[str | None] = mapped_column(String(64))  # the webhook of that change
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryState(Base):
+    """Per destination: the shared rate limit (GCRA) and a pause after 429/5xx."""
+
+    __tablename__ = "delivery_state"
+
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tat: Mapped[dt.datetime]  # theoretical arrival time of the next allowed request
+    paused_until: Mapped[dt.datetime | None]
+    # One flush task per destination at a time: a burst of kicks must not park every worker
+    # thread on this destination's lock and rate limit.
+    flusher: Mapped[str | None] = mapped_column(String(32))
+    flusher_until: Mapped[dt.datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[dt.datetime | None]
+
+
+class DeadLetter(Base):
+    """Something a person must look at: an event we could not apply, or a batch the CRM refused."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_org_id_created_at", "org_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # event | batch
+    reason: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]]
+    inbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime]
+    replayed_at: Mapped[dt.datetime | None]
+    replay_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,36 @@
+"""The webhook inbox: every accepted body, as LOKE sent it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.store.models.base import Base, BigId
+
+
+class InboxEvent(Base):
+    """A webhook exactly as LOKE sent it, stored before we answered 2xx."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        Index("uq_inbox_org_id_body_sha256", "org_id", "body_sha256", unique=True),
+        Index(
+            "ix_inbox_pending",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending | applied | ignored | failed
+    received_at: Mapped[dt.datetime]
+    processed_at: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,95 @@
+"""`loke-sync sandbox` and `loke-sync demo`: the developer tools' commands.
+
+Their imports are inside the commands, so that the service's own commands start fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from devtools.sandbox.standalone import Activity
+
+
+def _activity_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The simulated organization's options, shared by `sandbox` and `demo`."""
+    options = [
+        click.option("--seed", default=1, show_default=True, help="same seed, same organization"),
+        click.option("--customers", default=2000, show_default=True, type=click.IntRange(1)),
+        click.option("--rate", default=5.0, show_default=True, type=click.FloatRange(0),
+                     help="webhook events a second once subscribed (0: none)"),
+        click.option("--max-events", default=0, show_default=True, type=click.IntRange(0),
+                     help="stop firing after this many events (0: never)"),
+        click.option("--busy-seconds", default=20.0, show_default=True, type=click.FloatRange(0),
+                     help="events come in waves: this long busy ..."),
+        click.option("--quiet-seconds", default=10.0, show_default=True, type=click.FloatRange(0),
+                     help="... then this long quiet (0: a steady stream)"),
+        click.option("--list-churn-seconds", default=45.0, show_default=True,
+                     type=click.FloatRange(0), help="how often list membership changes (0: never)"),
+        click.option("--duplicates", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+                     help="share of webhooks delivered twice"),
+        click.option("--out-of-order", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+                     help="share of webhooks held back so later ones overtake them"),
+        click.option("--retry-base-seconds", default=10.0, show_default=True,
+                     type=click.FloatRange(0.01), help="LOKE's first retry delay (then x2)"),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _activity(values: dict[str, Any]) -> Activity:
+    from devtools.sandbox.standalone import Activity
+
+    return Activity(**values)
+
+
+@click.command("sandbox")
+@click.option("--port", default=8001, show_default=True)
+@click.option("--org", "org_id", default="org-sandbox", show_default=True)
+@click.option("--org-name", default="Sandbox Bistro", show_default=True)
+@click.option("--client-id", default="sandbox-addon", show_default=True)
+@click.option("--client-secret", default="sandbox-secret", show_default=True)
+@click.option("--list", "lists", multiple=True, default=["VIP guests=100", "Newsletter=500"],
+              show_default=True, help="NAME=SIZE, repeatable")  # fmt: skip
+@_activity_options
+def sandbox_command(
+    port: int,
+    org_id: str,
+    org_name: str,
+    client_id: str,
+    client_secret: str,
+    lists: tuple[str, ...],
+    **activity: Any,
+) -> None:
+    """A simulated LOKE on a local port: API, tokens, paging, and signed webhooks."""
+    from devtools.sandbox.standalone import serve
+
+    sizes = []
+    for spec in lists:
+        name, _, size = spec.rpartition("=")
+        if not name or not size.isdigit():
+            raise click.BadParameter(f"{spec!r} is not NAME=SIZE", param_hint="--list")
+        sizes.append((name, int(size)))
+    serve(_activity(activity), port, client_id, client_secret, org_id, org_name, sizes, click.echo)
+
+
+@click.command("demo")
+@click.option("--port", default=8000, show_default=True, help="the service's web port")
+@click.option("--sandbox-port", default=8001, show_default=True)
+@click.option("--crm-port", default=8002, show_default=True)
+@click.option("--var-dir", default="var/demo", show_default=True, type=click.Path(),
+              help="embedded data of the demo, wiped at every start")  # fmt: skip
+@click.option("--web-workers", default=2, show_default=True)
+@_activity_options
+def demo_command(
+    port: int, sandbox_port: int, crm_port: int, var_dir: str, web_workers: int, **activity: Any
+) -> None:
+    """Sandbox LOKE + web, worker, beat + a demo CRM, connected: watch it sync (no servers)."""
+    from devtools.demo.runner import Ports, run_demo
+
+    run_demo(_activity(activity), Ports(port, sandbox_port, crm_port), Path(var_dir), web_workers)

@@ -1,0 +1,86 @@
+"""The demo's CRM: the fake CRM, with a page that compares what it holds with LOKE's truth.
+
+It is a thread server inside the `loke-sync demo` process rather than a blueprint of the
+service's web app, because the fidelity view needs two things side by side: LOKE's truth, which
+lives in the sandbox's memory in that same process, and what the CRM received. A blueprint would
+run in gunicorn's worker processes, see neither, and mix the product's pages with a stand-in for
+somebody else's system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from importlib.resources import files
+from typing import Any
+
+from devtools.crm import FakeCrm
+from devtools.demo import fidelity, page
+from devtools.httpserver import Request, Response, json_response
+from devtools.sandbox.state import OrgSnapshot
+
+BASE = "/demo/crm"
+BATCHES = f"{BASE}/batches"
+STYLESHEET = files("app") / "static" / "dashboard.css"  # the dashboard's look
+
+
+class DemoCrm(FakeCrm):
+    """The fake CRM of one demo organization, with its page and its fidelity report."""
+
+    def __init__(
+        self,
+        secret: str,
+        truth: Callable[[str], OrgSnapshot],
+        org_id: str,
+        list_ids: Sequence[str],
+        context: Callable[[], dict[str, Any]] | None = None,
+        port: int = 0,
+    ) -> None:
+        super().__init__(secret, port=port)
+        self.truth, self.org_id = truth, org_id
+        self.list_ids = list(list_ids)
+        self.context = context or dict  # extra facts for the page (links, sandbox counters)
+
+    @property
+    def batch_url(self) -> str:
+        """Where the `http` destination should POST."""
+        return self.url + BATCHES
+
+    def handle(self, request: Request) -> Response:
+        """Batches in; the page, its JSON and its stylesheet out."""
+        match request.method, request.path:
+            case "GET", "/" | "/demo" | "/demo/crm/":
+                return Response(302, headers={"Location": BASE})
+            case "GET", "/demo/crm":
+                html = page.render(self.report(), self.recent_operations(), self.context())
+                return Response(200, html.encode(), {"Content-Type": "text/html; charset=utf-8"})
+            case "GET", "/demo/crm/fidelity.json":
+                facts = self.context()
+                sandbox = {k: facts[k] for k in ("webhooks", "events") if k in facts}
+                return json_response(200, {**self.report(), "sandbox": sandbox})
+            case "GET", "/demo/crm/dashboard.css":
+                return Response(200, STYLESHEET.read_bytes(), {"Content-Type": "text/css"})
+        return super().handle(request)
+
+    def report(self) -> dict[str, Any]:
+        """The fidelity report of the demo organization, with the CRM's own counters."""
+        truth = self.truth(self.org_id)  # outside our lock: the sandbox has its own
+        org = self.org_id
+        with self._lock:
+            members = {list_id: set(held) for (o, list_id), held in self.list_members.items()
+                       if o == org}  # fmt: skip
+            report = fidelity.compare(
+                truth,
+                {cid: op for (o, cid), op in self.contacts.items() if o == org},
+                {pid: op for (o, pid), op in self.payments.items() if o == org},
+                members,
+                self.list_ids,
+            )
+            refused = sum(1 for _, status, _ in self.answered if status in (400, 401))
+            received = {"batches": len(self.batches), "duplicates": len(self.duplicate_batch_ids),
+                        "refused": refused, "operations": dict(self.counts(org).ops)}  # fmt: skip
+        return {"organizationId": org, **report, "received": received}
+
+    def recent_operations(self) -> list[dict[str, Any]]:
+        """The last operations applied, newest first."""
+        with self._lock:
+            return list(reversed(self.recent))

@@ -1,0 +1,8 @@
+"""The secrets every test and bench stack is configured with (fake ones, for fakes only)."""
+
+ADMIN_TOKEN = "test-admin-token"
+SECRET_KEY = "test-secret-key-for-encryption"
+LOKE_CLIENT_ID = "crm-addon"
+LOKE_CLIENT_SECRET = "crm-addon-secret"
+CRM_SECRET = "crm-destination-secret"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
