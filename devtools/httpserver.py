@@ -9,9 +9,11 @@ sockets.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -51,6 +53,10 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    trickle_seconds: float = 0.0  # the body goes out a byte at a time over this long
+    # Called just before the answer's last byte goes out (or once the client is gone): the
+    # client cannot have read the whole answer before it ran.
+    after: Callable[[], None] | None = None
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -96,17 +102,52 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             owner.server_errors.append(traceback.format_exc())
             response = json_response(500, {"message": "server crashed", "code": "server_error"})
+        release = response.after or (lambda: None)
+        released = False
+        answer = b"" if response.status == 204 else response.body
         try:
             self.send_response(response.status)
             for name, value in response.headers.items():
                 self.send_header(name, value)
             if response.status != 204:
-                self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if response.status != 204:
-                self.wfile.write(response.body)
+                self.send_header("Content-Length", str(len(answer)))
+            if answer:
+                self.end_headers()
+                if not self._write(answer[:-1], response.trickle_seconds / len(answer)):
+                    return
+            release()
+            released = True
+            if answer:
+                self.wfile.write(answer[-1:])
+            else:
+                self.end_headers()
         except ConnectionError:
             pass  # the client gave up (its timeout): that is its business, not a server failure
+        finally:
+            if not released:
+                release()
+
+    def _write(self, data: bytes, pause_per_byte: float) -> bool:
+        """Send `data`, a byte at a time when trickling; False if the client went away."""
+        if pause_per_byte <= 0:
+            self.wfile.write(data)
+            return True
+        for byte in data:
+            self.wfile.write(bytes((byte,)))
+            if self._client_gone(pause_per_byte):
+                return False  # as a real server: an answer nobody reads is not sent on
+        return True
+
+    def _client_gone(self, within: float) -> bool:
+        """Wait `within` seconds, or less if the client closes the connection meanwhile."""
+        readable, _, _ = select.select([self.request], [], [], within)
+        if not readable:
+            return False
+        try:
+            peeked: bytes = self.request.recv(1, socket.MSG_PEEK)
+            return peeked == b""
+        except OSError:
+            return True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 

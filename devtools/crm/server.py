@@ -4,12 +4,19 @@ Full mode (tests, the demo) keeps every batch and the newest operation per custo
 list member, and records every broken guarantee (`violations`): a customer in two unanswered
 batches, a state or statistics going backwards, `completed` after `refunded`, a malformed batch.
 Counting mode (benches) checks the signature and the batch's shape only, and counts.
+
+Like a real CRM it can take its time (`delay`), allow so many requests per window to the whole
+account (`limit`, then 429 with Retry-After), refuse or defer single records inside a batch
+(`refuse_records`, `defer_records`: a 2xx naming them in `results`), be down (`fail_for`), and
+trickle its answer (`trickle`).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import math
+import random
 import threading
 import time
 from collections import Counter, deque
@@ -84,8 +91,13 @@ class FakeCrm(LocalServer):
             self.overlaps: list[str] = []
             self.protocol_errors: list[str] = []
             self.answered: list[tuple[float, int, int]] = []  # (time.monotonic(), status, ops)
+            self.keys_sent: list[str] = []  # the Idempotency-Key of every batch, as it came
+            self.arrived: list[float] = []  # time.monotonic() each signed batch arrived
             self.operation_count = 0
             self.bad_signatures = 0
+            self.throttled = 0  # 429s answered for the account's limit
+            self.refused_records: list[tuple[str, str]] = []  # (organizationId, customerId)
+            self.deferred_records: list[tuple[str, str]] = []
             self._counts: dict[str, OrgCounts] = {}
             self._seen_batch_ids: set[str] = set()
             self._monotonic = Monotonic()
@@ -93,7 +105,13 @@ class FakeCrm(LocalServer):
             self._fail_until_status = 503
             self._fail_next: list[tuple[int, str | None]] = []
             self._rejected: dict[str, int] = {}
-            self._delay = 0.0
+            self._refuse: dict[str, str] = {}  # customerId -> reason
+            self._defer: Counter[str] = Counter()  # customerId -> "retry" answers left
+            self._delay = (0.0, 0.0)
+            self._limit: tuple[int, float] | None = None
+            self._window: deque[float] = deque()  # times of the requests the limit counts
+            self._trickle = 0.0
+            self._rng = random.Random(0)  # latency jitter, not a secret (nosec B311)
 
     def fail_for(self, seconds: float, status: int = 503) -> None:
         """Answer `status` to every batch for the next `seconds` (an outage)."""
@@ -111,10 +129,34 @@ class FakeCrm(LocalServer):
         with self._lock:
             self._rejected[customer_id] = status
 
-    def delay(self, seconds: float) -> None:
-        """Sleep this long before answering each batch (a slow CRM; makes overlaps visible)."""
+    def delay(self, seconds: float, up_to: float | None = None) -> None:
+        """Take this long to answer each batch (or a time drawn between `seconds` and `up_to`):
+        a real CRM's latency; it also makes overlaps visible."""
         with self._lock:
-            self._delay = seconds
+            self._delay = (seconds, seconds if up_to is None else up_to)
+
+    def limit(self, requests: int, per_seconds: float) -> None:
+        """Allow at most `requests` batches in any `per_seconds` (the whole account); beyond
+        that answer 429 with Retry-After, as a rate-limited CRM does."""
+        with self._lock:
+            self._limit = (requests, per_seconds)
+            self._window.clear()
+
+    def refuse_records(self, customer_ids: set[str], reason: str = "invalid record") -> None:
+        """Operations for these customers are refused one by one, inside a 2xx (`results`)."""
+        with self._lock:
+            self._refuse.update(dict.fromkeys(customer_ids, reason))
+
+    def defer_records(self, customer_ids: set[str], times: int = 1) -> None:
+        """Operations for these customers are answered "retry" the next `times` times."""
+        with self._lock:
+            for customer_id in customer_ids:
+                self._defer[customer_id] = times
+
+    def trickle(self, seconds: float) -> None:
+        """Send each answer's body a byte at a time over `seconds` (0: at once)."""
+        with self._lock:
+            self._trickle = seconds
 
     # -- what it holds -------------------------------------------------------------------------
     def wait_for(
@@ -206,6 +248,9 @@ class FakeCrm(LocalServer):
             return _error(400, "invalid_batch", "; ".join(problems))
         batch_id: str = batch["batchId"]
         ops: list[dict[str, Any]] = batch["operations"]
+        with self._lock:
+            self.keys_sent.append(request.header("idempotency-key") or "")
+            self.arrived.append(time.monotonic())
         customers = set() if self.counting else {(batch["organizationId"], op["customerId"])
                                                  for op in ops}  # fmt: skip
         with self._lock:
@@ -216,22 +261,39 @@ class FakeCrm(LocalServer):
                         f" batch {other} carrying it is still unanswered"
                     )
                 self._in_flight.setdefault(key, []).append(batch_id)
-            delay = self._delay
-        try:
-            if delay > 0:
-                time.sleep(delay)
-            with self._lock:
-                response = self._answer(batch, request.header("idempotency-key") or batch_id)
-                self.answered.append((time.monotonic(), response.status, len(ops)))
-                return response
-        finally:
+            low, high = self._delay
+            delay = self._rng.uniform(low, high) if high > low else low
+
+        def release() -> None:
             with self._lock:
                 for key in customers:
                     self._in_flight[key].remove(batch_id)
                     if not self._in_flight[key]:
                         del self._in_flight[key]
 
+        try:
+            if delay > 0:
+                time.sleep(delay)
+            with self._lock:
+                response = self._answer(batch, request.header("idempotency-key") or batch_id)
+                self.answered.append((time.monotonic(), response.status, len(ops)))
+        except BaseException:
+            release()
+            raise
+        # In flight until the whole answer is out: a trickled answer keeps the batch unanswered.
+        response.after = release
+        return response
+
     def _answer(self, batch: dict[str, Any], idempotency_key: str) -> Response:
+        answer = self._programmed(batch, idempotency_key)
+        answer.trickle_seconds = self._trickle
+        return answer
+
+    def _programmed(self, batch: dict[str, Any], idempotency_key: str) -> Response:
+        if (wait := self._over_limit()) is not None:
+            self.throttled += 1
+            retry = {"Retry-After": str(math.ceil(wait))}
+            return _error(429, "rate_limited", "over the account's limit (limit)", retry)
         if time.monotonic() < self._fail_until:
             return _error(self._fail_until_status, "unavailable", "CRM outage (fail_for)")
         if self._fail_next:
@@ -247,11 +309,43 @@ class FakeCrm(LocalServer):
             self._counts.setdefault(batch["organizationId"], OrgCounts()).duplicates += 1
             return json_response(200, {"status": "duplicate"})  # idempotent: not applied again
         self._seen_batch_ids.add(idempotency_key)
-        self._apply(batch)
-        return json_response(200, {"status": "applied", "operations": len(batch["operations"])})
+        results = self._record_results(batch)
+        self._apply(batch, skip={r["index"] for r in results})
+        answer: dict[str, Any] = {"status": "applied", "operations": len(batch["operations"])}
+        return json_response(200, {**answer, "results": results} if results else answer)
 
-    def _apply(self, batch: dict[str, Any]) -> None:
-        org, batch_id, ops = batch["organizationId"], batch["batchId"], batch["operations"]
+    def _over_limit(self) -> float | None:
+        """Seconds until the account may send again, if it is over its limit now."""
+        if self._limit is None:
+            return None
+        requests, per_seconds = self._limit
+        now = time.monotonic()
+        while self._window and self._window[0] <= now - per_seconds:
+            self._window.popleft()
+        if len(self._window) >= requests:
+            return self._window[0] + per_seconds - now
+        self._window.append(now)
+        return None
+
+    def _record_results(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """The operations refused or deferred one by one (`results` of the 2xx)."""
+        results = []
+        org = batch["organizationId"]
+        for index, op in enumerate(batch["operations"]):
+            customer = op["customerId"]
+            if customer in self._refuse:
+                self.refused_records.append((org, customer))
+                results.append({"index": index, "status": "rejected",
+                                "reason": self._refuse[customer]})  # fmt: skip
+            elif self._defer[customer] > 0:
+                self._defer[customer] -= 1
+                self.deferred_records.append((org, customer))
+                results.append({"index": index, "status": "retry", "reason": "busy, later"})
+        return results
+
+    def _apply(self, batch: dict[str, Any], skip: set[int] | None = None) -> None:
+        org, batch_id = batch["organizationId"], batch["batchId"]
+        ops = [op for i, op in enumerate(batch["operations"]) if not skip or i not in skip]
         counts = self._counts.setdefault(org, OrgCounts())
         for op in ops:
             kind, customer = op["type"], op["customerId"]
@@ -267,7 +361,7 @@ class FakeCrm(LocalServer):
             if not self.counting:
                 self._keep(org, op, batch_id)
         if not self.counting:
-            self.batches.append(batch)
+            self.batches.append({**batch, "operations": ops} if skip else batch)
         self.operation_count += len(ops)
         counts.answers.append((time.time(), len(ops)))
 

@@ -55,6 +55,7 @@ class LokeSandbox(LocalServer, LokeState):
         self._delays: deque[float] = deque()
         self.token_requests = 0
         self.requests: list[tuple[str, str]] = []  # (method, path with query), every request
+        self.latency = 0.0  # seconds every API answer takes (a real LOKE's page takes ~0.1)
 
     def issued_tokens(self) -> list[str]:
         """Every access token handed out so far (tests check none of them is ever logged)."""
@@ -107,6 +108,7 @@ class LokeSandbox(LocalServer, LokeState):
         with self._lock:
             self.requests.append((request.method, request.target))
             delay = self._delays.popleft() if is_api and self._delays else 0.0
+            delay = max(delay, self.latency if is_api else 0.0)
         if delay > 0:
             time.sleep(delay)
         with self._lock:
