@@ -31,7 +31,14 @@ from sqlalchemy import func, select
 from app.core.queues import QueueName
 from app.core.services import Services
 from app.store.db import utcnow
-from app.store.models import BackfillRun, DeadLetter, InboxEvent, ListSyncRun, OutboxEntry
+from app.store.models import (
+    BackfillRun,
+    DeadLetter,
+    DeliveryState,
+    InboxEvent,
+    ListSyncRun,
+    OutboxEntry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,11 @@ class StateCollector(Collector):
         dead = GaugeMetricFamily(
             "loke_sync_dead_letters_open", "Dead letters not replayed", labels=["destination"]
         )
+        unreachable = GaugeMetricFamily(
+            "loke_sync_destination_unreachable_seconds",
+            "How long the destination's CRM has been unreachable (delivery paused)",
+            labels=["destination"],
+        )
         inbox = GaugeMetricFamily("loke_sync_inbox_pending", "Stored events not yet applied")
         backfill = GaugeMetricFamily(
             "loke_sync_backfill_customers",
@@ -121,6 +133,13 @@ class StateCollector(Collector):
                 .group_by(DeadLetter.org_id)
             ):
                 dead.add_metric([org_id], count)
+            for org_id, since in session.execute(
+                select(DeliveryState.org_id, DeliveryState.unreachable_since).where(
+                    DeliveryState.unreachable_since.is_not(None)
+                )
+            ):
+                if since is not None:
+                    unreachable.add_metric([org_id], (now - since).total_seconds())
             inbox.add_metric(
                 [], session.scalar(select(func.count()).where(InboxEvent.status == "pending")) or 0
             )
@@ -134,7 +153,7 @@ class StateCollector(Collector):
                 select(ListSyncRun).where(ListSyncRun.id.in_(latest_lists))
             ):
                 list_members.add_metric([lrun.org_id, lrun.list_id, lrun.status], lrun.members)
-        yield from (backlog, oldest, dead, inbox, backfill, list_members)
+        yield from (backlog, oldest, dead, unreachable, inbox, backfill, list_members)
 
     def _queue_depths(self) -> Iterator[GaugeMetricFamily]:
         url = self._services.settings.celery_broker_url or ""

@@ -1,22 +1,37 @@
 """Claiming a batch of the outbox: the rows it carries are leased, with the `seq` each carried.
 
-Claims for one destination are serialized by a row lock on its delivery state, which also holds
-the shared rate limit: every worker on every machine takes its turn there. A customer already in
-an unanswered batch is left for the next one.
+Up to `maxConcurrentRequests` batches of one organization may be in flight, claimed by any worker
+on any machine; a customer already in an unanswered batch is left for a later one. Claims of one
+organization are serialized by a row lock on its delivery state, and a claim spends its CRM
+account's allowance under that account's own row lock, which every organization spending the
+account shares. Rows are taken with SKIP LOCKED: a claim never waits for the rows an event or a
+settle is writing, so it cannot deadlock with them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from app.store import dialect_sql
 from app.store.db import utcnow
-from app.store.models import DeliveryState, OutboxEntry
+from app.store.models import DeliveryState, OutboxEntry, RateAccount
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How an organization's destination may be sent to."""
+
+    batch_size: int
+    max_in_flight: int  # batches of the organization unanswered at once
+    account: str  # the CRM account whose allowance a request spends
+    seconds_per_request: float  # of that allowance
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,7 @@ class ClaimedEntry:
     kind: str
     key: str
     customer_id: str
+    seq: int
     attempts: int
     source_at: dt.datetime | None
     changed_at: dt.datetime
@@ -34,107 +50,56 @@ class ClaimedEntry:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A batch claimed: its id and its entries."""
+    """A batch claimed: its lease, its idempotency key, its entries."""
 
-    batch_id: str
+    lease: str  # this claim's own token: settling and renewing go by it
+    batch_id: str  # the same for the same entries at the same state (the Idempotency-Key)
     entries: list[ClaimedEntry]
 
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing may be sent before `until` (rate limit or a paused destination)."""
+    """Nothing may be sent before `until`: the destination is paused, or the account's
+    allowance is spent (`throttled`: the CRM said so)."""
 
     until: dt.datetime
+    throttled: bool = False
+
+
+@dataclass(frozen=True)
+class Full:
+    """As many batches of the organization are in flight as it allows."""
 
 
 @dataclass(frozen=True)
 class Idle:
-    """Nothing claimable now; `next_due` is when a retrying entry becomes due, if any."""
+    """Nothing claimable now; `next_due` is when a retrying entry becomes due, if any (entries
+    waiting for a batch in flight are sent when it is answered)."""
 
     next_due: dt.datetime | None
 
 
-def take_flusher(session: Session, org_id: str, token: str, lease: dt.timedelta) -> bool:
-    """Become the destination's one flusher (or renew it); False if a live one exists."""
-    state = _lock_state(session, org_id)
-    now = utcnow()
-    live = state.flusher_until is not None and state.flusher_until > now
-    if live and state.flusher != token:
-        return False
-    state.flusher, state.flusher_until = token, now + lease
-    return True
-
-
-def release_flusher(session: Session, org_id: str, token: str) -> None:
-    """Give up the destination's flusher slot, if this token holds it."""
-    session.execute(
-        update(DeliveryState)
-        .where(DeliveryState.org_id == org_id, DeliveryState.flusher == token)
-        .values(flusher=None, flusher_until=None)
-    )
-
-
-def has_claimable(session: Session, org_id: str) -> bool:
-    """Work a flusher could take right now (ignoring the rate limit)."""
-    now = utcnow()
-    return (
-        session.scalar(
-            select(OutboxEntry.key)
-            .where(
-                OutboxEntry.org_id == org_id,
-                OutboxEntry.pending,
-                OutboxEntry.next_attempt_at <= now,
-                or_(OutboxEntry.lease_until.is_(None), OutboxEntry.lease_until <= now),
-            )
-            .limit(1)
-        )
-        is not None
-    )
-
-
 def claim_batch(
-    session: Session,
-    org_id: str,
-    batch_size: int,
-    requests_per_second: float,
-    lease: dt.timedelta,
-    flusher: str | None = None,
-) -> Claimed | Wait | Idle:
-    """Lease up to `batch_size` pending entries of customers not already in flight (renewing
-    the caller's flusher lease on the way)."""
-    state = _lock_state(session, org_id)
+    session: Session, org_id: str, pace: Pace, lease: dt.timedelta
+) -> Claimed | Wait | Full | Idle:
+    """Lease up to `pace.batch_size` due entries of customers not in flight, if the
+    organization's destination and its account allow a request now."""
+    state = lock_state(session, org_id)
     now = utcnow()  # after the lock: a claim that waited for it must not judge by an old clock
-    if flusher is not None and state.flusher == flusher:
-        state.flusher_until = now + lease
     if state.paused_until is not None and state.paused_until > now:
         return Wait(state.paused_until)
-    if state.tat > now:
-        return Wait(state.tat)
-
-    in_flight = (
-        select(OutboxEntry.customer_id)
-        .where(
-            OutboxEntry.org_id == org_id,
-            OutboxEntry.lease_batch.is_not(None),  # the partial index of leased rows
-            OutboxEntry.lease_until > now,
-        )
-        .scalar_subquery()
-    )
-    batch = (
-        select(OutboxEntry.kind, OutboxEntry.key)
-        .where(
-            OutboxEntry.org_id == org_id,
-            OutboxEntry.pending,
-            OutboxEntry.next_attempt_at <= now,
-            OutboxEntry.customer_id.not_in(in_flight),
-        )
-        .order_by(OutboxEntry.changed_at)
-        .limit(batch_size)
-        .subquery()
-    )
-    batch_id = uuid.uuid4().hex
-    # One UPDATE ... FROM leases the whole batch, joined on the primary key: row by row
-    # through the ORM, or matching a long IN list, would cost more than sending the batch.
+    if batches_in_flight(session, org_id, now) >= pace.max_in_flight:
+        return Full()
+    account = _lock_account(session, pace.account)
+    if account.throttled_until is not None and account.throttled_until > now:
+        return Wait(account.throttled_until, throttled=True)
+    if account.tat > now:
+        return Wait(account.tat)
+    token = uuid.uuid4().hex
+    # A CTE evaluated once: as a subquery in FROM, PostgreSQL may run it again for every row
+    # it updates, and with ties in `changed_at` each run can pick other rows (a batch over
+    # its size). One UPDATE ... FROM then leases the batch, joined on the primary key.
+    batch = _due(org_id, pace.batch_size, now).cte("batch").prefix_with("MATERIALIZED")
     leased = session.execute(
         update(OutboxEntry)
         .where(
@@ -142,11 +107,12 @@ def claim_batch(
             OutboxEntry.kind == batch.c.kind,
             OutboxEntry.key == batch.c.key,
         )
-        .values(lease_batch=batch_id, lease_seq=OutboxEntry.seq, lease_until=now + lease)
+        .values(lease_batch=token, lease_seq=OutboxEntry.seq, lease_until=now + lease)
         .returning(
             OutboxEntry.kind,
             OutboxEntry.key,
             OutboxEntry.customer_id,
+            OutboxEntry.seq,
             OutboxEntry.attempts,
             OutboxEntry.source_at,
             OutboxEntry.changed_at,
@@ -154,24 +120,125 @@ def claim_batch(
         )
         .execution_options(synchronize_session=False)
     )
-    entries = [ClaimedEntry(*row) for row in leased]
+    entries = sorted(map(_entry, leased), key=lambda e: (e.kind, e.key))
     if not entries:
-        next_due = session.scalar(
-            select(func.min(OutboxEntry.next_attempt_at)).where(
-                OutboxEntry.org_id == org_id, OutboxEntry.pending
+        return Idle(_next_due(session, org_id, now))
+    return Claimed(token, batch_key(org_id, entries), entries)
+
+
+def _entry(row: Any) -> ClaimedEntry:
+    return ClaimedEntry(
+        kind=row.kind,
+        key=row.key,
+        customer_id=row.customer_id,
+        seq=row.seq,
+        attempts=row.attempts,
+        source_at=row.source_at,
+        changed_at=row.changed_at,
+        request_id=row.request_id,
+    )
+
+
+def charge(session: Session, pace: Pace, requests: int) -> None:
+    """Spend `requests` of the account's allowance (its row is locked by the claim)."""
+    account = _lock_account(session, pace.account)
+    now = utcnow()
+    account.tat = max(account.tat, now) + dt.timedelta(seconds=requests * pace.seconds_per_request)
+    account.updated_at = now
+
+
+def throttle(session: Session, account: str, until: dt.datetime) -> None:
+    """The CRM said the account is over its limit: nobody spends it before `until`."""
+    row = _lock_account(session, account)
+    if row.throttled_until is None or row.throttled_until < until:
+        row.throttled_until = until
+    row.updated_at = utcnow()
+
+
+def batch_key(org_id: str, entries: list[ClaimedEntry]) -> str:
+    """The batch's Idempotency-Key: the same for the same entries at the same state and
+    attempt (an answer lost to a timeout is not applied twice), new for anything else."""
+    digest = hashlib.sha256(org_id.encode())
+    for e in entries:
+        digest.update(f"\n{e.kind}\t{e.key}\t{e.seq}\t{e.attempts}".encode())
+    return digest.hexdigest()[:32]
+
+
+def batches_in_flight(session: Session, org_id: str, now: dt.datetime) -> int:
+    """Unanswered batches of the organization (their leases still running)."""
+    return int(
+        session.scalar(
+            select(func.count(func.distinct(OutboxEntry.lease_batch))).where(
+                OutboxEntry.org_id == org_id,
+                OutboxEntry.lease_batch.is_not(None),  # the partial index of leased rows
+                OutboxEntry.lease_until > now,
             )
         )
-        return Idle(next_due)
-    state.tat = max(state.tat, now) + dt.timedelta(seconds=1 / requests_per_second)
-    return Claimed(batch_id, entries)
+        or 0
+    )
 
 
-def _lock_state(session: Session, org_id: str) -> DeliveryState:
+def has_claimable(session: Session, org_id: str) -> bool:
+    """Whether another batch could be claimed now (ignoring the limits)."""
+    return session.scalar(_due(org_id, 1, utcnow(), lock=False)) is not None
+
+
+def _due(org_id: str, limit: int, now: dt.datetime, lock: bool = True) -> Any:
+    """The oldest due entries of customers that no unanswered batch carries (locked,
+    skipping rows that another transaction is writing)."""
+    other = aliased(OutboxEntry)
+    in_flight = exists().where(
+        other.org_id == org_id,
+        other.customer_id == OutboxEntry.customer_id,
+        other.lease_batch.is_not(None),
+        other.lease_until > now,
+    )
+    query = (
+        select(OutboxEntry.kind, OutboxEntry.key)
+        .where(
+            OutboxEntry.org_id == org_id,
+            OutboxEntry.pending,
+            OutboxEntry.next_attempt_at <= now,
+            ~in_flight,
+        )
+        .order_by(OutboxEntry.changed_at, OutboxEntry.kind, OutboxEntry.key)
+        .limit(limit)
+    )
+    if lock:
+        query = query.with_for_update(skip_locked=True, of=OutboxEntry)
+    return query
+
+
+def _next_due(session: Session, org_id: str, now: dt.datetime) -> dt.datetime | None:
+    return session.scalar(
+        select(func.min(OutboxEntry.next_attempt_at)).where(
+            OutboxEntry.org_id == org_id,
+            OutboxEntry.pending,
+            OutboxEntry.next_attempt_at > now,
+        )
+    )
+
+
+def lock_state(session: Session, org_id: str) -> DeliveryState:
+    """The organization's delivery state, locked (made on first use)."""
     session.execute(
         dialect_sql.insert(session, DeliveryState.__table__)
-        .values(org_id=org_id, tat=utcnow(), consecutive_failures=0)
+        .values(org_id=org_id, consecutive_failures=0)
         .on_conflict_do_nothing()
     )
     return session.scalars(
         select(DeliveryState).where(DeliveryState.org_id == org_id).with_for_update()
+    ).one()
+
+
+def _lock_account(session: Session, key: str) -> RateAccount:
+    """The account's row, locked; a new account may spend at once."""
+    now = utcnow() - dt.timedelta(seconds=1)
+    session.execute(
+        dialect_sql.insert(session, RateAccount.__table__)
+        .values(key=key, tat=now, updated_at=now)
+        .on_conflict_do_nothing()
+    )
+    return session.scalars(
+        select(RateAccount).where(RateAccount.key == key).with_for_update()
     ).one()

@@ -1,4 +1,7 @@
-"""Operations for a claimed batch, built from the mirror at send time: always the newest state."""
+"""Operations for a claimed batch, built from the mirror at send time: always the newest state.
+
+Each comes with the outbox entry it is for, so that the CRM's answer settles entry by entry.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +19,16 @@ from app.store.models import Customer, CustomerList, ListMember, Payment
 KIND_ORDER = {"contact": 0, "payment": 1, "list": 2}
 
 
-def build_operations(
-    session: Session, org_id: str, entries: Sequence[ClaimedEntry]
-) -> list[dict[str, Any]]:
+Keyed = tuple[tuple[str, str], dict[str, Any]]  # ((kind, key) of the entry, its operation)
+
+
+def build_operations(session: Session, org_id: str, entries: Sequence[ClaimedEntry]) -> list[Keyed]:
     """The batch's operations from the newest stored state: contacts first, then payments, then
     list changes."""
     keys: dict[str, list[str]] = {kind: [] for kind in KIND_ORDER}
     for entry in entries:
         keys[entry.kind].append(entry.key)
-    operations: list[dict[str, Any]] = []
+    operations: list[Keyed] = []
     if keys["contact"]:
         # Plain rows, not ORM objects: a batch is read once and never written back.
         customers = session.execute(
@@ -36,26 +40,28 @@ def build_operations(
             .order_by(Customer.id)
         )
         operations.extend(
-            {"type": "contact.upsert", "customerId": row.id, "contact": row.profile,
-             "statistics": row.statistics}
+            (("contact", row.id), {"type": "contact.upsert", "customerId": row.id,
+                                   "contact": row.profile, "statistics": row.statistics})
             for row in customers
         )  # fmt: skip
     if keys["payment"]:
-        records = session.scalars(
-            select(Payment.record)
+        payments = session.execute(
+            select(Payment.id, Payment.record)
             .where(
                 Payment.org_id == org_id,
                 dialect_sql.is_any_of(session, Payment.id, keys["payment"]),
             )
             .order_by(Payment.id)
         )
-        operations.extend({"type": "payment.upsert", **record} for record in records)
+        operations.extend(
+            (("payment", row.id), {"type": "payment.upsert", **row.record}) for row in payments
+        )
     if keys["list"]:
         operations.extend(list_operations(session, org_id, keys["list"]))
     return operations
 
 
-def list_operations(session: Session, org_id: str, keys: list[str]) -> list[dict[str, Any]]:
+def list_operations(session: Session, org_id: str, keys: list[str]) -> list[Keyed]:
     """list.add for a member as stored now, list.remove for one no longer stored."""
     pairs = sorted(tuple(key.split(":", 1)) for key in keys)
     by_list: dict[str, list[str]] = {}
@@ -84,9 +90,10 @@ def list_operations(session: Session, org_id: str, keys: list[str]) -> list[dict
         )
     }
     return [
-        {"type": "list.add", "listId": list_id, "listName": names.get(list_id),
-         "customerId": customer_id}
-        if (list_id, customer_id) in present
-        else {"type": "list.remove", "listId": list_id, "customerId": customer_id}
+        (("list", f"{list_id}:{customer_id}"),
+         {"type": "list.add", "listId": list_id, "listName": names.get(list_id),
+          "customerId": customer_id}
+         if (list_id, customer_id) in present
+         else {"type": "list.remove", "listId": list_id, "customerId": customer_id})
         for list_id, customer_id in pairs
     ]  # fmt: skip

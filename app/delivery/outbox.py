@@ -120,12 +120,17 @@ def requeue(session: Session, org_id: str, keys: Sequence[tuple[str, str]]) -> i
     if not keys:
         return 0
     now = utcnow()
+    wanted = tuple_(OutboxEntry.kind, OutboxEntry.key).in_(list(keys))
+    # Locked in key order first, as applying events locks them: the two never deadlock.
+    session.execute(
+        select(OutboxEntry.kind)
+        .where(OutboxEntry.org_id == org_id, wanted)
+        .order_by(OutboxEntry.kind, OutboxEntry.key)
+        .with_for_update()
+    ).all()
     result = session.execute(
         update(OutboxEntry)
-        .where(
-            OutboxEntry.org_id == org_id,
-            tuple_(OutboxEntry.kind, OutboxEntry.key).in_(list(keys)),
-        )
+        .where(OutboxEntry.org_id == org_id, wanted)
         .values(
             pending=True,
             seq=OutboxEntry.seq + 1,

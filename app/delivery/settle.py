@@ -1,7 +1,9 @@
-"""Settling a claimed batch by the CRM's answer: delivered, retried later, or a dead letter.
+"""Settling a claimed batch by the CRM's answer: each entry delivered, retried later or dead;
+or the whole batch released while the CRM is unreachable.
 
 An entry that changed while its batch was in flight stays pending, so the next batch sends its
-newer state.
+newer state. The batch's rows are locked in key order first, as applying events locks them, so
+the two never deadlock.
 """
 
 from __future__ import annotations
@@ -10,23 +12,124 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, update
+from sqlalchemy import ColumnElement, and_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.core.metrics import DEAD_LETTERS
+from app.delivery.claims import lock_state
 from app.store.db import utcnow
-from app.store.models import DeadLetter, DeliveryState, OutboxEntry
+from app.store.models import DeadLetter, OutboxEntry
+
+Key = tuple[str, str]  # (kind, key) of an outbox entry
 
 
-def _leased(org_id: str, batch_id: str) -> ColumnElement[bool]:
-    return and_(OutboxEntry.org_id == org_id, OutboxEntry.lease_batch == batch_id)
+def _leased(org_id: str, lease: str) -> ColumnElement[bool]:
+    return and_(OutboxEntry.org_id == org_id, OutboxEntry.lease_batch == lease)
 
 
-def _settle(session: Session, org_id: str, batch_id: str, error: str | None) -> None:
-    """The batch's entries are done with: each stays pending only if it changed in flight."""
+def _lock(session: Session, org_id: str, lease: str) -> None:
+    session.execute(
+        select(OutboxEntry.kind)
+        .where(_leased(org_id, lease))
+        .order_by(OutboxEntry.kind, OutboxEntry.key)
+        .with_for_update()
+    ).all()
+
+
+def _only(keys: Sequence[Key]) -> ColumnElement[bool]:
+    return tuple_(OutboxEntry.kind, OutboxEntry.key).in_(list(keys))
+
+
+def renew(session: Session, org_id: str, lease: str, until: dt.datetime) -> int:
+    """The batch is still on the wire: its customers stay its own until `until`. Returns how
+    many entries it still holds."""
+    _lock(session, org_id, lease)
+    result = session.execute(
+        update(OutboxEntry).where(_leased(org_id, lease)).values(lease_until=until)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def answered(
+    session: Session,
+    org_id: str,
+    lease: str,
+    retry: Sequence[Key] = (),
+    retry_delay: dt.timedelta = dt.timedelta(0),
+    dead: Sequence[Key] = (),
+    error: str | None = None,
+) -> None:
+    """The CRM answered the batch: entries in `retry` are due again after `retry_delay`, those
+    in `dead` leave the queue (until a replay or a newer change), the rest are delivered."""
+    _lock(session, org_id, lease)
+    now = utcnow()
+    if retry:
+        session.execute(
+            update(OutboxEntry)
+            .where(_leased(org_id, lease), _only(retry))
+            .values(
+                lease_batch=None,
+                lease_seq=None,
+                lease_until=None,
+                attempts=OutboxEntry.attempts + 1,
+                next_attempt_at=now + retry_delay,
+                last_error=error,
+            )
+        )
+    if dead:
+        _settle(session, org_id, lease, error, _only(dead))
+    _settle(session, org_id, lease, None)
+    state = lock_state(session, org_id)
+    state.consecutive_failures = 0
+    state.paused_until = state.unreachable_since = None
+    state.last_success_at, state.last_error = now, None
+
+
+def unreachable(
+    session: Session, org_id: str, lease: str, pause: dt.timedelta, error: str
+) -> dt.datetime:
+    """The CRM did not take the batch (5xx, timeout, refused connection): its entries are
+    released, spending none of their attempts, and the destination pauses for `pause`.
+    Returns the time of the next try."""
+    _lock(session, org_id, lease)
+    now = utcnow()
     session.execute(
         update(OutboxEntry)
-        .where(_leased(org_id, batch_id))
+        .where(_leased(org_id, lease))
+        .values(lease_batch=None, lease_seq=None, lease_until=None, last_error=error)
+    )
+    state = lock_state(session, org_id)
+    state.consecutive_failures += 1
+    state.unreachable_since = state.unreachable_since or now
+    state.paused_until = max(state.paused_until or now, now + pause)
+    state.last_error = error
+    return state.paused_until
+
+
+def throttled(session: Session, org_id: str, lease: str, error: str) -> None:
+    """The CRM's account was over its limit (429): the entries are released as they were (the
+    account, not the organization, waits)."""
+    _lock(session, org_id, lease)
+    session.execute(
+        update(OutboxEntry)
+        .where(_leased(org_id, lease))
+        .values(lease_batch=None, lease_seq=None, lease_until=None, last_error=error)
+    )
+    lock_state(session, org_id).last_error = error
+
+
+def _settle(
+    session: Session,
+    org_id: str,
+    lease: str,
+    error: str | None,
+    only: ColumnElement[bool] | None = None,
+) -> None:
+    """The entries are done with: each stays pending only if it changed in flight."""
+    condition = _leased(org_id, lease) if only is None else and_(_leased(org_id, lease), only)
+    session.execute(
+        update(OutboxEntry)
+        .where(condition)
         .values(
             pending=OutboxEntry.seq != OutboxEntry.lease_seq,
             lease_batch=None,
@@ -38,61 +141,24 @@ def _settle(session: Session, org_id: str, batch_id: str, error: str | None) -> 
     )
 
 
-def delivered(session: Session, org_id: str, batch_id: str) -> None:
-    """The CRM applied the batch: settle each entry unless it changed while in flight."""
-    _settle(session, org_id, batch_id, None)
-    session.execute(
-        update(DeliveryState)
-        .where(DeliveryState.org_id == org_id)
-        .values(consecutive_failures=0, last_success_at=utcnow(), last_error=None)
-    )
-
-
-def retry(session: Session, org_id: str, batch_id: str, delay: dt.timedelta, error: str) -> None:
-    """A transient failure: release the entries, due again after `delay`; pause the destination."""
-    now = utcnow()
-    session.execute(
-        update(OutboxEntry)
-        .where(_leased(org_id, batch_id))
-        .values(
-            lease_batch=None,
-            lease_seq=None,
-            lease_until=None,
-            attempts=OutboxEntry.attempts + 1,
-            next_attempt_at=now + delay,
-            last_error=error,
-        )
-    )
-    session.execute(
-        update(DeliveryState)
-        .where(DeliveryState.org_id == org_id)
-        .values(
-            paused_until=now + delay,
-            consecutive_failures=DeliveryState.consecutive_failures + 1,
-            last_error=error,
-        )
-    )
-
-
-def dead(
+def dead_letter(
     session: Session,
     org_id: str,
-    batch_id: str,
+    kind: str,
     reason: str,
-    keys: Sequence[tuple[str, str]],
+    keys: Sequence[Key],
     operations: list[dict[str, Any]],
+    batch_id: str,
     status: int | None = None,
     answer: str = "",
 ) -> None:
-    """A batch refused for good, or given up on after its last retry: the entries leave the
-    queue until a replay or a newer change, and the batch is kept as a dead letter (with the
-    CRM's answer) for a person to see and replay."""
-    _settle(session, org_id, batch_id, reason)
-    DEAD_LETTERS.labels("batch").inc()
+    """Keep what the CRM refused (a whole batch, or one operation of it), with its answer, for
+    a person to see and replay."""
+    DEAD_LETTERS.labels(kind).inc()
     session.add(
         DeadLetter(
             org_id=org_id,
-            kind="batch",
+            kind=kind,
             reason=reason,
             detail={
                 "batchId": batch_id,
@@ -105,3 +171,24 @@ def dead(
             replay_count=0,
         )
     )
+
+
+def refused(
+    session: Session,
+    org_id: str,
+    lease: str,
+    batch_id: str,
+    keys: Sequence[Key],
+    operations: list[dict[str, Any]],
+    reason: str,
+    status: int | None,
+    answer: str,
+) -> None:
+    """The CRM refused the whole batch for good (a 4xx): its entries leave the queue and the
+    batch is one dead letter."""
+    _lock(session, org_id, lease)
+    _settle(session, org_id, lease, reason)
+    dead_letter(session, org_id, "batch", reason, keys, operations, batch_id, status, answer)
+    state = lock_state(session, org_id)
+    state.consecutive_failures = 0
+    state.paused_until = state.unreachable_since = None

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.backfill import runs as backfill_runs
+from app.delivery.claims import batches_in_flight
+from app.delivery.destinations import parse_config
 from app.lists import report as list_report
 from app.store.db import utcnow
-from app.store.models import Customer, DeadLetter, DeliveryState, Organization, OutboxEntry
+from app.store.models import (
+    Customer,
+    DeadLetter,
+    DeliveryState,
+    Organization,
+    OutboxEntry,
+    RateAccount,
+)
 
 
 def status(session: Session, org: Organization) -> dict[str, Any]:
     """What GET /api/orgs/<orgId> shows: never a secret."""
-    pending = session.execute(
-        select(
-            func.count(), func.min(OutboxEntry.changed_at), func.min(OutboxEntry.source_at)
-        ).where(OutboxEntry.org_id == org.id, OutboxEntry.pending)
-    ).one()
-    state = session.get(DeliveryState, org.id)
-    now = utcnow()
-    dead = session.scalar(
-        select(func.count()).where(DeadLetter.org_id == org.id, DeadLetter.replayed_at.is_(None))
-    )
     customers = session.scalar(select(func.count()).where(Customer.org_id == org.id))
     return {
         "id": org.id,
@@ -45,18 +45,51 @@ def status(session: Session, org: Organization) -> dict[str, Any]:
             "until": _iso(org.reconciled_until),
             "at": _iso(org.reconciled_at),
         },
-        "delivery": {
-            "backlog": pending[0],
-            "oldestPendingSeconds": (now - pending[1]).total_seconds() if pending[1] else 0,
-            "lagSeconds": (now - pending[2]).total_seconds() if pending[2] else 0,
-            "deadLetters": dead,
-            "lastSuccessAt": _iso(state.last_success_at) if state else None,
-            "pausedUntil": _iso(state.paused_until) if state else None,
-            "lastError": state.last_error if state else None,
-        },
+        "delivery": delivery(session, org),
         "createdAt": _iso(org.created_at),
         "updatedAt": _iso(org.updated_at),
     }
+
+
+def delivery(session: Session, org: Organization) -> dict[str, Any]:
+    """The organization's delivery: backlog and lag, dead letters, and whether its CRM is
+    reachable (`unreachableSince`, next try at `pausedUntil`) or throttling its account."""
+    now = utcnow()
+    pending = session.execute(
+        select(
+            func.count(), func.min(OutboxEntry.changed_at), func.min(OutboxEntry.source_at)
+        ).where(OutboxEntry.org_id == org.id, OutboxEntry.pending)
+    ).one()
+    dead = session.scalar(
+        select(func.count()).where(DeadLetter.org_id == org.id, DeadLetter.replayed_at.is_(None))
+    )
+    state = session.get(DeliveryState, org.id)
+    throttled_until = _throttled_until(session, org, now)
+    unreachable = state is not None and state.unreachable_since is not None
+    return {
+        "state": "unreachable" if unreachable else "throttled" if throttled_until else "ok",
+        "backlog": pending[0],
+        "oldestPendingSeconds": (now - pending[1]).total_seconds() if pending[1] else 0,
+        "lagSeconds": (now - pending[2]).total_seconds() if pending[2] else 0,
+        "inFlight": batches_in_flight(session, org.id, now),
+        "deadLetters": dead,
+        "lastSuccessAt": _iso(state.last_success_at) if state else None,
+        "unreachableSince": _iso(state.unreachable_since) if state else None,
+        "pausedUntil": _iso(state.paused_until) if unreachable and state else None,
+        "throttledUntil": _iso(throttled_until),
+        "lastError": state.last_error if state else None,
+    }
+
+
+def _throttled_until(session: Session, org: Organization, now: dt.datetime) -> dt.datetime | None:
+    try:
+        account = parse_config(org.destination).account_key()
+    except (ValueError, NotImplementedError):  # no destination yet, or not one we know
+        return None
+    row = session.get(RateAccount, account)
+    if row is None or row.throttled_until is None or row.throttled_until <= now:
+        return None
+    return row.throttled_until
 
 
 def _iso(value: Any) -> str | None:

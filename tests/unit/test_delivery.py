@@ -3,6 +3,7 @@ each flush run directly against the FakeCrm over real HTTP."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -16,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.core.config import Settings
 from app.core.services import Services
 from app.delivery import claims, sender
 from app.delivery.sender import FlushResult, flush_org
@@ -23,7 +25,7 @@ from app.factory import create_app
 from app.ingest import inbox
 from app.ingest.apply import drain_inbox
 from app.store.migrate import upgrade
-from app.store.models import DeliveryState, OutboxEntry, Payment
+from app.store.models import DeliveryState, OutboxEntry, Payment, RateAccount
 from devtools.crm import FakeCrm
 from tests.conftest import AUTH, RecordingDispatcher, destination, make_settings, services_of
 from tests.support import parse_ts
@@ -38,6 +40,7 @@ from tests.support.fake_loke import (
 ORG = "org-delivery"
 NOW = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=10)
+PACE = claims.Pace(batch_size=1, max_in_flight=4, account="http:test", seconds_per_request=0.001)
 
 
 def connect(client: FlaskClient, loke: FakeLoke, crm: FakeCrm, **overrides: Any) -> None:
@@ -45,6 +48,12 @@ def connect(client: FlaskClient, loke: FakeLoke, crm: FakeCrm, **overrides: Any)
     body = {"destination": destination(crm, **overrides)}
     answer = client.put(f"/api/orgs/{ORG}", json=body, headers=AUTH)
     assert answer.status_code in (200, 201), answer.json
+
+
+@pytest.fixture
+def settings(settings_on_each_store: Settings) -> Settings:
+    """Delivery's claims and settles are written per dialect: every test runs on both stores."""
+    return settings_on_each_store
 
 
 @pytest.fixture
@@ -85,9 +94,22 @@ def delivery_state(services: Services) -> DeliveryState:
         return found
 
 
+def account(services: Services) -> RateAccount:
+    """The account of the fake CRM every test connects to (one host: one account)."""
+    with services.db.transaction() as session:
+        [found] = session.scalars(select(RateAccount))
+        return found
+
+
 def outbox_entries(services: Services) -> list[OutboxEntry]:
     with services.db.transaction() as session:
         return list(session.scalars(select(OutboxEntry).order_by(OutboxEntry.key)))
+
+
+def delivery_status(client: FlaskClient) -> dict[str, Any]:
+    answer: Any = client.get(f"/api/orgs/{ORG}", headers=AUTH).json
+    found: dict[str, Any] = answer["delivery"]
+    return found
 
 
 def dead_letters(client: FlaskClient) -> list[dict[str, Any]]:
@@ -207,7 +229,7 @@ def test_the_claim_never_gives_one_customer_to_two_concurrent_claims(
         start.wait()
         for _ in range(50):
             with services.db.transaction() as session:
-                found = claims.claim_batch(session, ORG, 1, 1000, LEASE)
+                found = claims.claim_batch(session, ORG, PACE, LEASE)
                 if isinstance(found, claims.Claimed):
                     claimed.append({e.customer_id for e in found.entries})
                     time.sleep(0.2)  # hold the transaction: the other claim waits for it
@@ -223,7 +245,7 @@ def test_the_claim_never_gives_one_customer_to_two_concurrent_claims(
 
     time.sleep(0.01)
     with services.db.transaction() as session:
-        again = claims.claim_batch(session, ORG, 10, 1000, LEASE)
+        again = claims.claim_batch(session, ORG, dataclasses.replace(PACE, batch_size=10), LEASE)
     assert isinstance(again, claims.Idle)  # the payment of C1 waits for C1's batch
 
 
@@ -268,8 +290,8 @@ def test_replaying_an_unknown_dead_letter_is_not_found(client: FlaskClient) -> N
     assert client.post("/api/dead-letters/999/replay", headers=AUTH).status_code == 404
 
 
-def test_a_429_with_retry_after_pauses_the_destination_at_least_that_long(
-    services: Services, connected: None, crm: FakeCrm
+def test_a_429_with_retry_after_pauses_the_crm_account_at_least_that_long(
+    services: Services, client: FlaskClient, connected: None, crm: FakeCrm
 ) -> None:
     crm.fail_next(1, status=429, retry_after="2")
     apply(services, updated("C1", 1))
@@ -278,11 +300,13 @@ def test_a_429_with_retry_after_pauses_the_destination_at_least_that_long(
     assert statuses(crm) == [429]
     assert first.resume_in is not None
     assert first.resume_in > 1.5
-    paused_until = delivery_state(services).paused_until
-    assert paused_until is not None
-    assert paused_until >= before + dt.timedelta(seconds=2)
+    throttled_until = account(services).throttled_until
+    assert throttled_until is not None
+    assert throttled_until >= before + dt.timedelta(seconds=2)
+    assert delivery_status(client)["state"] == "throttled"
+    assert [e.attempts for e in outbox_entries(services)] == [0]  # throttling spends no attempt
 
-    assert flush(services).batches == 0  # still paused
+    assert flush(services).batches == 0  # still throttled
     time.sleep(first.resume_in)
     flush(services)
     assert statuses(crm) == [429, 200]
@@ -291,20 +315,39 @@ def test_a_429_with_retry_after_pauses_the_destination_at_least_that_long(
     assert_clean(crm)
 
 
-def test_5xx_retries_are_bounded_and_the_batch_then_becomes_a_dead_letter(
-    make_app: Any, loke: FakeLoke, crm: FakeCrm
+def test_a_crm_down_past_many_backoffs_pauses_delivery_and_never_makes_dead_letters(
+    make_app: Any, loke: FakeLoke, crm: FakeCrm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    flask_app: Flask = make_app(delivery_max_attempts=3, delivery_backoff_base_seconds=0.05)
+    monkeypatch.setattr(sender, "SLEEP_WITHIN_TASK", 0.0)
+    flask_app: Flask = make_app(
+        delivery_max_attempts=3,
+        delivery_backoff_base_seconds=0.05,
+        delivery_backoff_max_seconds=0.2,
+    )
     services = services_of(flask_app)
     client = flask_app.test_client()
     connect(client, loke, crm)
     crm.fail_for(60, status=503)
-    apply(services, updated("C1", 1))
+    apply(services, updated("C1", 1), updated("C2", 1))
+    for _ in range(8):  # far more tries than DELIVERY_MAX_ATTEMPTS: an outage spends none
+        result = flush(services)
+        time.sleep(result.resume_in or 0)
+    assert set(statuses(crm)) == {503}
+    assert len(statuses(crm)) >= 8
+    assert dead_letters(client) == []
+    assert [(e.pending, e.attempts) for e in outbox_entries(services)] == [(True, 0), (True, 0)]
+    state = delivery_status(client)
+    assert state["state"] == "unreachable"
+    assert state["unreachableSince"] is not None
+    assert state["pausedUntil"] is not None
+    assert state["lastError"] == "HTTP 503"
+
+    crm.fail_for(0)
+    time.sleep(0.25)
     flush(services)
-    assert statuses(crm) == [503, 503, 503]
-    [letter] = dead_letters(client)
-    assert letter["reason"] == "gave up after 3 attempts: HTTP 503"
-    assert [e.pending for e in outbox_entries(services)] == [False]
+    assert {c for _, c in crm.contacts} == {"C1", "C2"}
+    state = delivery_status(client)
+    assert (state["state"], state["unreachableSince"], state["lastError"]) == ("ok", None, None)
     assert_clean(crm)
 
 
@@ -323,9 +366,10 @@ def test_a_refused_connection_is_retried_not_dead_lettered(
     result = flush(services)
     assert dead_letters(client) == []
     [entry] = outbox_entries(services)
-    assert (entry.pending, entry.attempts, entry.lease_batch) == (True, 1, None)
+    assert (entry.pending, entry.attempts, entry.lease_batch) == (True, 0, None)
     assert (entry.last_error or "").startswith("connection failed")
     assert result.resume_in is not None
+    assert delivery_state(services).unreachable_since is not None
 
     crm.start()  # back, on a new port
     connect(client, loke, crm)
@@ -351,7 +395,7 @@ def test_the_rate_limit_is_shared_by_concurrent_flushes(
     # Claims are 0.2 s apart. One answer may be late (a loaded machine), which shortens the gap
     # after it, but none can be early: five answers span at least four intervals.
     assert times[-1] - times[0] >= 4 * 0.2 - 0.02
-    assert delivery_state(services).tat >= before + dt.timedelta(seconds=5 * 0.2)
+    assert account(services).tat >= before + dt.timedelta(seconds=5 * 0.2)
     assert_clean(crm)
 
 

@@ -114,7 +114,7 @@ def test_the_demo_crm_verifies_batches_and_reports_what_matches_loke() -> None:
                     "customerId": members[0],
                 }
             )
-            send(Batch(str(uuid.uuid4()), ORG, ops))
+            send(Batch(str(uuid.uuid4()), ORG, ops), 5.0)
             report = requests.get(f"{crm.url}/demo/crm/fidelity.json", timeout=5).json()
             assert report["customers"] | {"examples": None} == {
                 "loke": 5, "crm": 4, "matching": 3, "differing": 1, "missing": 1, "extra": 0,
@@ -140,7 +140,7 @@ def test_the_demo_crm_verifies_batches_and_reports_what_matches_loke() -> None:
                     "customerId": members[1],
                 }
             )
-            send(Batch(str(uuid.uuid4()), ORG, fixed))
+            send(Batch(str(uuid.uuid4()), ORG, fixed), 5.0)
             report = requests.get(f"{crm.url}/demo/crm/fidelity.json", timeout=5).json()
             assert report["matches"] is True
             assert report["listsMatch"] is True

@@ -26,8 +26,6 @@ DESTINATIONS: dict[str, tuple[type[DestinationConfig], DestinationFactory]] = {
 class UnknownDestination(ValueError):
     """A destination type, or a stored destination, that cannot be sent to."""
 
-    pass
-
 
 def parse_config(raw: dict[str, Any]) -> DestinationConfig:
     """Validate a destination as given to PUT /api/orgs/<orgId> (raises pydantic errors)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,13 +18,30 @@ class Batch:
     operations: list[dict[str, Any]]
 
 
-class RetryableDeliveryError(Exception):
-    """Try again later: 429, 5xx, a timeout, a refused connection."""
+class Outcome(StrEnum):
+    """What became of one operation of a batch the CRM answered."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    APPLIED = "applied"
+    RETRY = "retry"  # send it again later
+    REJECTED = "rejected"  # refused for good: a dead letter of its own
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The CRM's answer to a batch: every operation applied, except those it names otherwise
+    (by their position in the batch), with the CRM's reason."""
+
+    exceptions: dict[int, tuple[Outcome, str]] = field(default_factory=dict)
+
+
+class RetryableDeliveryError(Exception):
+    """Try the whole batch again later: 429, 5xx, a timeout, a refused connection."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, throttled: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.throttled = throttled  # the CRM account is over its rate limit (429)
 
 
 class PermanentDeliveryError(Exception):
@@ -37,10 +55,19 @@ class PermanentDeliveryError(Exception):
 
 
 class Destination(Protocol):
-    """Sends batches to one CRM."""
+    """Sends batches to one CRM, on behalf of one organization."""
 
-    def send(self, batch: Batch) -> None:
-        """Deliver the batch, or raise RetryableDeliveryError / PermanentDeliveryError."""
+    @property
+    def account(self) -> str:
+        """The CRM account this destination spends: its rate limit is shared by everyone who
+        spends the same account."""
+
+    def requests_for(self, operations: list[dict[str, Any]]) -> int:
+        """How many requests to the CRM sending these operations takes."""
+
+    def send(self, batch: Batch, deadline_seconds: float) -> BatchResult:
+        """Deliver the batch within `deadline_seconds` in all, or raise
+        RetryableDeliveryError / PermanentDeliveryError."""
 
 
 class DestinationConfig(BaseModel):
@@ -49,6 +76,15 @@ class DestinationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     batch_size: int = Field(100, alias="batchSize", ge=1, le=1000)
-    max_requests_per_second: float = Field(10.0, alias="maxRequestsPerSecond", gt=0, le=1000)
+    max_concurrent_requests: int = Field(4, alias="maxConcurrentRequests", ge=1, le=32)
     # Write-only: accepted on PUT, stored encrypted, never returned.
     secret: str | None = Field(None, min_length=8, max_length=500, exclude=True)
+
+    def seconds_per_request(self) -> float:
+        """How long one request uses up of the account's allowance."""
+        raise NotImplementedError
+
+    def account_key(self) -> str:
+        """The CRM account this destination spends (its allowance is shared by every
+        organization whose destination names the same account)."""
+        raise NotImplementedError

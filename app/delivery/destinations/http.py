@@ -6,21 +6,30 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from typing import Literal
+import logging
+import time
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, Field
 
 from app.core.backoff import is_retryable_status, parse_retry_after
 from app.core.timestamps import to_iso
 from app.delivery.destinations.base import (
     Batch,
+    BatchResult,
     DestinationConfig,
+    Outcome,
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
 
+log = logging.getLogger(__name__)
+
 ANSWER_KEPT = 2000  # characters of a refusal kept in the dead letter
+ANSWER_READ = 1024 * 1024  # bytes of an answer read at most: a CRM cannot make us hold more
+CHUNK = 16 * 1024
 
 
 class HttpConfig(DestinationConfig):
@@ -28,6 +37,17 @@ class HttpConfig(DestinationConfig):
 
     type: Literal["http"]
     url: AnyHttpUrl
+    max_requests_per_second: float = Field(10.0, alias="maxRequestsPerSecond", gt=0, le=1000)
+    # Organizations posting to one CRM account share its allowance: by default, one per host.
+    rate_limit_key: str | None = Field(None, alias="rateLimitKey", min_length=1, max_length=150)
+
+    def seconds_per_request(self) -> float:
+        """One request a 1/maxRequestsPerSecond of a second."""
+        return 1.0 / self.max_requests_per_second
+
+    def account_key(self) -> str:
+        """`http:` and the `rateLimitKey`, else the URL's host (and port)."""
+        return f"http:{self.rate_limit_key or urlsplit(str(self.url)).netloc.lower()}"
 
 
 def signature(body: bytes, secret: str) -> str:
@@ -45,9 +65,20 @@ class HttpDestination:
         self._secret = secret
         self._timeout = timeout
         self._session = session
+        self._account = config.account_key()
 
-    def send(self, batch: Batch) -> None:
-        """One POST; the answer classified as delivered, retry later, or refused for good."""
+    @property
+    def account(self) -> str:
+        """The account of the config (`http:` and its rateLimitKey, else the URL's host)."""
+        return self._account
+
+    def requests_for(self, operations: list[dict[str, Any]]) -> int:
+        """One POST, whatever the batch holds."""
+        return 1
+
+    def send(self, batch: Batch, deadline_seconds: float) -> BatchResult:
+        """One POST, answered within the deadline, classified: applied (with the operations
+        the CRM names otherwise), retry the batch later, or refused for good."""
         body = json.dumps(
             {
                 "batchId": batch.batch_id,
@@ -62,19 +93,65 @@ class HttpDestination:
             "Idempotency-Key": batch.batch_id,
             "X-Signature": signature(body, self._secret),
         }
+        status, answer = self._post(body, headers, time.monotonic() + deadline_seconds)
+        if 200 <= status < 300:
+            return _results(answer, len(batch.operations), batch.batch_id)
+        text = answer.decode(errors="replace")
+        if is_retryable_status(status):
+            raise RetryableDeliveryError(
+                f"HTTP {status}", parse_retry_after(self._retry_after), throttled=status == 429
+            )
+        raise PermanentDeliveryError(f"HTTP {status}", status, text[:ANSWER_KEPT])
+
+    def _post(self, body: bytes, headers: dict[str, str], deadline: float) -> tuple[int, bytes]:
+        """The answer's status and body, read before `deadline` (`requests`' own timeout bounds
+        each read, so a CRM trickling its answer could outlast any of them)."""
+        self._retry_after: str | None = None
         try:
             answer = self._session.post(
-                self._url, data=body, headers=headers, timeout=self._timeout
+                self._url,
+                data=body,
+                headers=headers,
+                timeout=max(deadline - time.monotonic(), 0.001),
+                allow_redirects=False,
+                stream=True,
             )
+            with answer:
+                self._retry_after = answer.headers.get("Retry-After")
+                content = bytearray()
+                # read1 returns what has arrived, so the deadline is checked as it comes.
+                while chunk := answer.raw.read1(CHUNK, decode_content=True):
+                    content += chunk
+                    if time.monotonic() > deadline:
+                        raise RetryableDeliveryError("timed out: the answer took too long")
+                    if len(content) > ANSWER_READ:
+                        break
+                return answer.status_code, bytes(content)
         except requests.Timeout:
             raise RetryableDeliveryError("timed out") from None
         except requests.RequestException as exc:
             raise RetryableDeliveryError(f"connection failed: {type(exc).__name__}") from None
-        status = answer.status_code
-        if 200 <= status < 300:
-            return
-        if is_retryable_status(status):
-            raise RetryableDeliveryError(
-                f"HTTP {status}", parse_retry_after(answer.headers.get("Retry-After"))
-            )
-        raise PermanentDeliveryError(f"HTTP {status}", status, answer.text[:ANSWER_KEPT])
+
+
+def _results(answer: bytes, count: int, batch_id: str) -> BatchResult:
+    """The operations a 2xx answer names as not applied (`{"results": [{index, status,
+    reason}]}`); a body without them applied everything."""
+    try:
+        parsed = json.loads(answer) if answer else None
+    except ValueError:
+        return BatchResult()
+    results = parsed.get("results") if isinstance(parsed, dict) else None
+    if not isinstance(results, list):
+        return BatchResult()
+    exceptions: dict[int, tuple[Outcome, str]] = {}
+    for item in results:
+        index = item.get("index") if isinstance(item, dict) else None
+        status = item.get("status") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < count or status not in set(Outcome):
+            log.warning("batch %s: ignoring a result the contract does not know: %r", batch_id,
+                        item)  # fmt: skip
+            continue
+        if status != Outcome.APPLIED:
+            reason = str(item.get("reason") or status)[:ANSWER_KEPT]
+            exceptions[index] = (Outcome(status), reason)
+    return BatchResult(exceptions)

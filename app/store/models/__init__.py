@@ -1,7 +1,7 @@
 """Every table, by stage; importing this package registers them all on `Base.metadata`."""
 
 from app.store.models.base import Base
-from app.store.models.delivery import DeadLetter, DeliveryState, OutboxEntry
+from app.store.models.delivery import DeadLetter, DeliveryState, OutboxEntry, RateAccount
 from app.store.models.inbox import InboxEvent
 from app.store.models.mirror import Customer, CustomerList, ListMember, Payment
 from app.store.models.organizations import Organization
@@ -22,4 +22,5 @@ __all__ = [
     "OutboxEntry",
     "PagedRun",
     "Payment",
+    "RateAccount",
 ]

@@ -57,20 +57,31 @@ class OutboxEntry(Base):
 
 
 class DeliveryState(Base):
-    """Per destination: the shared rate limit (GCRA) and a pause after 429/5xx."""
+    """Per organization's destination: paused while its CRM is unreachable, and how it went.
+
+    Its row lock serializes the organization's claims, whichever worker makes them.
+    """
 
     __tablename__ = "delivery_state"
 
     org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tat: Mapped[dt.datetime]  # theoretical arrival time of the next allowed request
-    paused_until: Mapped[dt.datetime | None]
-    # One flush task per destination at a time: a burst of kicks must not park every worker
-    # thread on this destination's lock and rate limit.
-    flusher: Mapped[str | None] = mapped_column(String(32))
-    flusher_until: Mapped[dt.datetime | None]
+    paused_until: Mapped[dt.datetime | None]  # the next try while the CRM is unreachable
+    unreachable_since: Mapped[dt.datetime | None]  # the first failure of the current outage
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_success_at: Mapped[dt.datetime | None]
+
+
+class RateAccount(Base):
+    """A CRM account's allowance, shared by every organization and worker that spends it: the
+    time its next request may go (GCRA), and a pause after it was throttled (429)."""
+
+    __tablename__ = "rate_accounts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tat: Mapped[dt.datetime]  # theoretical arrival time of the next allowed request
+    throttled_until: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime]
 
 
 class DeadLetter(Base):
@@ -81,7 +92,7 @@ class DeadLetter(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # event | batch
+    kind: Mapped[str] = mapped_column(String(16))  # event | batch | operation
     reason: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]]
     inbox_id: Mapped[int | None] = mapped_column(BigInteger)
