@@ -153,12 +153,33 @@ def dead_letters_list(org_id: str | None, limit: int) -> None:
 
 
 @dead_letters.command("replay")
-@click.argument("letter_id", type=int)
-def dead_letters_replay(letter_id: int) -> None:
-    """Send a dead letter's work again (rebuilt from the newest state)."""
-    from app.deadletters.replay import replay_now
+@click.argument("letter_id", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="every dead letter not replayed yet")
+@click.option("--org", "org_id", help="with --all: only this organization's")
+@click.option("--reason", help="with --all: only those whose reason contains this")
+def dead_letters_replay(
+    letter_id: int | None, every: bool, org_id: str | None, reason: str | None
+) -> None:
+    """Send a dead letter's work again, or with --all every waiting one (rebuilt from the
+    newest state)."""
+    from pydantic import ValidationError
 
+    from app.core.validation import summary
+    from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
+
+    if (letter_id is None) == (not every):
+        raise click.UsageError("give a dead letter's id, or --all")
+    if letter_id is not None and (org_id or reason):
+        raise click.UsageError("--org and --reason go with --all")
+    try:
+        which = ReplayFilter(org_id=org_id, reason=reason)
+    except ValidationError as exc:
+        raise click.UsageError(summary(exc)) from exc
     with _service() as (services, _):
+        if letter_id is None:
+            count = replay_matching(services, which)
+            click.echo(f"{count} dead letters queued again")
+            return
         if not replay_now(services, letter_id):
             raise click.ClickException(f"dead letter {letter_id} does not exist")
     click.echo(f"dead letter {letter_id} queued again")

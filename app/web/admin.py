@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.backfill import runs as backfill_runs
 from app.core.services import current_services
 from app.deadletters.listing import as_json, listing
-from app.deadletters.replay import replay_now
+from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
 from app.lists import report as list_report
 from app.lists import runs as list_runs
 from app.loke.client import current_loke_client
@@ -151,6 +151,17 @@ def list_dead_letters() -> Response:
     with current_services().db.transaction() as session:
         letters = listing(session, org_id, limit)
         return jsonify({"deadLetters": [as_json(letter) for letter in letters]})
+
+
+@admin.post("/dead-letters/replay")
+def replay_dead_letters() -> tuple[Response, int]:
+    """Replay every dead letter not replayed yet (`orgId`: of one organization; `reason`: whose
+    reason contains it)."""
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        return error(400, "invalid_request", "the body must be a JSON object")
+    count = replay_matching(current_services(), ReplayFilter.model_validate(body))
+    return jsonify({"status": "replaying", "replayed": count}), 202
 
 
 @admin.post("/dead-letters/<int:letter_id>/replay")

@@ -17,13 +17,15 @@ from flask import (
     request,
     url_for,
 )
+from pydantic import ValidationError
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.backfill import runs as backfill_runs
 from app.core.services import current_services
+from app.core.validation import summary
 from app.deadletters.listing import as_json, listing
-from app.deadletters.replay import replay_now
+from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
 from app.lists import report as list_report
 from app.lists import runs as list_runs
 from app.loke.client import current_loke_client
@@ -228,6 +230,20 @@ def choose_list(org_id: str, list_id: str) -> Response:
     secrets.forget(org_id)
     flash(f"List {list_id} is {'now' if wanted else 'no longer'} synced.", "ok")
     return _back_to_org(org_id)
+
+
+@dashboard.post("/dead-letters/replay")
+def replay_all() -> Response:
+    """Replay every dead letter not replayed yet, of the organization shown (or of all)."""
+    org_id = request.form.get("org") or None
+    try:
+        which = ReplayFilter(org_id=org_id, reason=request.form.get("reason") or None)
+    except ValidationError as exc:
+        flash(f"Nothing replayed: {summary(exc)}.", "error")
+        return redirect(url_for("dashboard.dead_letters_page"), 303)
+    count = replay_matching(current_services(), which)
+    flash(f"{count} dead letters are being replayed.", "ok")
+    return redirect(url_for("dashboard.dead_letters_page", org=org_id), 303)
 
 
 @dashboard.post("/dead-letters/<int:letter_id>/replay")

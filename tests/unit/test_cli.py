@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -85,6 +86,40 @@ def test_status_and_lists_sync_speak_for_the_same_functions_as_the_api(
     refused = runner.invoke(main, ["lists", "sync", "org-d"])
     assert refused.exit_code != 0
     assert "chose no lists" in refused.output
+
+
+def test_dead_letters_are_replayed_by_id_or_all_that_match(
+    runner: CliRunner, tmp_path: Path, loke: FakeLoke
+) -> None:
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from app.store.models import DeadLetter
+
+    engine = create_engine(make_settings(tmp_path, loke).sqlalchemy_url)
+    now = dt.datetime.now(dt.UTC)
+    letters = [("org-x", "refused: invalid email"), ("org-x", "refused: too long"),
+               ("org-y", "refused: invalid email"),
+               ("org-x", "refused: Invalid EMAIL")]  # fmt: skip
+    with Session(engine) as session, session.begin():
+        for org, reason in letters:
+            session.add(DeadLetter(org_id=org, kind="operation", reason=reason, created_at=now,
+                                   detail={"keys": [["contact", "C1"]]}))  # fmt: skip
+    for usage in (["replay"], ["replay", "1", "--all"], ["replay", "1", "--org", "org-x"],
+                  ["replay", "--all", "--reason", "a\x00b"]):  # fmt: skip
+        refused = runner.invoke(main, ["dead-letters", *usage])
+        assert refused.exit_code == 2, (usage, refused.output)
+    result = runner.invoke(
+        main, ["dead-letters", "replay", "--all", "--org", "org-x", "--reason", "email"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 dead letters queued again" in result.output
+    one = runner.invoke(main, ["dead-letters", "replay", "2"])
+    assert "dead letter 2 queued again" in one.output
+    with Session(engine) as session:
+        replayed = session.scalars(select(DeadLetter.id).where(DeadLetter.replayed_at.isnot(None)))
+        assert sorted(replayed) == [1, 2, 4]
+    engine.dispose()
 
 
 def test_every_command_has_help_that_says_what_it_does(runner: CliRunner) -> None:

@@ -341,6 +341,32 @@ def test_a_dead_letter_is_shown_with_its_reason_and_replayed_to_the_crm(
     assert "does not exist" in flashed(client, missing)
 
 
+def test_every_waiting_dead_letter_matching_a_reason_is_replayed_from_one_form(
+    client: FlaskClient, services: Services, crm: FakeCrm, connected: str, signed_in: str
+) -> None:
+    crm.refuse_records({"C1", "C2"}, reason="invalid email")
+    crm.refuse_records({"C3"}, reason="name too long")
+    for customer in ("C1", "C2", "C3"):
+        raw = json.dumps(customer_event("customer.created", ORG, make_customer(customer, NOW)))
+        headers = {"Content-Type": "application/json",
+                   "X-Event-Signature": sign(raw.encode(), connected)}  # fmt: skip
+        assert client.post(f"/webhooks/loke/{ORG}", data=raw, headers=headers).status_code == 202
+    drain_inbox(services)
+    flush_org(services, ORG)
+    assert 'id="replay-all"' in page(client, f"/dead-letters?org={ORG}")
+    crm.reset()
+    form = {"csrf": signed_in, "org": ORG, "reason": "EMAIL"}
+    answer = client.post("/dead-letters/replay", data=form)
+    assert answer.headers["Location"] == f"/dead-letters?org={ORG}"
+    assert "2 dead letters are being replayed" in flashed(client, answer)
+    flush_org(services, ORG)
+    assert {customer for org, customer in crm.contacts if org == ORG} == {"C1", "C2"}
+    refused = client.post("/dead-letters/replay", data={**form, "reason": "a\x00b"})
+    assert "Nothing replayed: reason: must not contain the NUL character" in flashed(
+        client, refused
+    )
+
+
 # -- presentation helpers -----------------------------------------------------------------------
 def test_durations_and_urls_read_plainly() -> None:
     shown = [duration(s) for s in (None, 0, 45, 60, 65, 3600, 3660, 90000)]
