@@ -27,6 +27,8 @@ from tests.support.streams import Truth, make_stream, mismatches
 CUSTOMERS = 980
 DRAIN_TIMEOUT = 150
 LIST_ID = "L-faults"
+BATCH_SIZE = 100
+MAX_IN_FLIGHT = 4  # batches of the organization on the wire at once
 BACKFILL_T0 = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
 
 
@@ -62,6 +64,7 @@ class Run:
     workers: list[Service]
     beat: Service
     recovered_at: float = 0.0  # time.monotonic() when the fault was healed
+    answers_lost: int = 0  # batches whose answer or settle the fault may lose (see assert_clean)
     beat_output_at_heal: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -80,9 +83,11 @@ def run_scenario(
     inject: Callable[[Run], None],
     backfill_customers: int = 0,
     list_members: int = 0,
+    refused: frozenset[str] = frozenset(),
 ) -> tuple[FaultReport, Run]:
     """Run everything, call `inject(run)` once the stream is flowing, wait for the CRM and
-    return the figures (also written to artifacts/faults/<scenario>.json)."""
+    return the figures (also written to artifacts/faults/<scenario>.json). The customers in
+    `refused` are refused by the CRM record by record: they are not expected there."""
     org = f"org-{scenario.replace('_', '-')}"
     web = env.stack.web(env.port)
     workers = env.stack.workers(["w1", "w2"], queues=ALL_QUEUES)
@@ -93,6 +98,9 @@ def run_scenario(
     expected.truth.statistics.update(stream.truth.statistics)
     expected.truth.contacts.update(stream.truth.contacts)
     expected.truth.payments.update(stream.truth.payments)
+    expected.truth.payer.update(stream.truth.payer)
+    expected.refuse(refused)
+    env.crm.refuse_records(set(refused), reason="invalid email")
     sender = LokeSender(env.port, org, stream.events, secret)
     run = Run(env, org, sender, expected, web, workers, beat)
     began = time.monotonic()
@@ -132,15 +140,26 @@ def assert_clean(report: FaultReport, run: Run) -> None:
     assert report.accepted == report.sent, f"{report}\n{logs}"
     assert (report.lost, report.stale) == (0, 0), f"{report}\nfirst: {wrong[:5]}\n{logs}"
     assert report.duplicates == 0, report
-    assert env.crm.violations() == []
+    assert env.crm.violations() == [], env.crm.violations()[:5]
+    # A batch whose answer or settle was lost (a killed worker, a crashed database, an answer
+    # past the deadline) is sent again when its lease ends: under the same Idempotency-Key if
+    # its entries did not change (the CRM does not apply it twice), else as a new batch whose
+    # unchanged operations the CRM applies again. No other fault may cause either.
+    assert report.resent_batches <= run.answers_lost, report
+    assert report.reapplied <= run.answers_lost * BATCH_SIZE, report
     # Beat must outlive every fault and keep scheduling: its sweeps are what find lost work.
     assert run.beat.process.poll() is None, f"beat exited:\n{run.beat.log_tail()}"
     deadline = time.monotonic() + 10
     while not run.beat_scheduled_since_healed():
         assert time.monotonic() < deadline, f"beat sends nothing:\n{run.beat.log_tail()}"
         time.sleep(0.2)
-    status = requests.get(f"{env.web_url}/api/orgs/{run.org}", headers=AUTH, timeout=10).json()
-    assert status["delivery"]["deadLetters"] == 0, status["delivery"]
+    letters = requests.get(
+        f"{env.web_url}/api/dead-letters?orgId={run.org}&limit=1000",
+        headers=AUTH, timeout=10,
+    ).json()["deadLetters"]  # fmt: skip
+    assert {letter["kind"] for letter in letters} <= {"operation"}, letters[:3]
+    dead = {op["customerId"] for letter in letters for op in letter["detail"]["operations"]}
+    assert dead == run.expected.refused, letters[:3]
 
 
 def _seed_loke(loke: FakeLoke, org: str, customers: int, members: int) -> Expected:
@@ -162,7 +181,10 @@ def _seed_loke(loke: FakeLoke, org: str, customers: int, members: int) -> Expect
 
 def _connect(env: FaultEnv, org: str, lists: list[str]) -> str:
     """Connect as an operator would (this starts the backfill); start the list resync now."""
-    body = {"destination": destination(env.crm, batchSize=100), "lists": lists}
+    destination_config = destination(
+        env.crm, batchSize=BATCH_SIZE, maxConcurrentRequests=MAX_IN_FLIGHT
+    )
+    body = {"destination": destination_config, "lists": lists}
     answer = requests.put(f"{env.web_url}/api/orgs/{org}", json=body, headers=AUTH, timeout=10)
     assert answer.status_code == 201, answer.text
     if lists:

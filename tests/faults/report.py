@@ -3,8 +3,9 @@
 `delivered` counts expected items (contacts, payments, list memberships) whose final state at
 the CRM is the truth; `lost` those missing; `stale` those present with an older value;
 `duplicates` effects at the CRM that no event caused (an entity or a membership not in the
-truth). `reapplied` is informational: operations the CRM applied again with the same content
-(at-least-once delivery allows them; they change nothing).
+truth). `reapplied` counts operations the CRM applied again with the same content, and
+`resent_batches` batches it saw again under an Idempotency-Key it had applied: at-least-once
+delivery allows them (they change nothing) only where a fault lost an answer or a settle.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ class Expected:
 
     truth: Truth
     lists: dict[str, set[str]] = field(default_factory=dict)  # listId -> member customerIds
+    refused: frozenset[str] = frozenset()  # customers whose every operation the CRM refuses
+
+    def refuse(self, customers: frozenset[str]) -> None:
+        """These customers never reach the CRM: their operations are dead letters instead."""
+        self.refused = customers
+        for cid in customers:
+            self.truth.contacts.pop(cid, None)
+            self.truth.statistics.pop(cid, None)
+        for pid in [p for p, cid in self.truth.payer.items() if cid in customers]:
+            self.truth.payments.pop(pid, None)
 
     def items(self) -> int:
         members = sum(len(m) for m in self.lists.values())
@@ -109,7 +120,8 @@ def _reapplied(batches: list[dict[str, Any]]) -> int:
     return again
 
 
-COLUMNS = ("scenario", "sent", "accepted", "delivered", "lost", "duplicates", "drain s")
+COLUMNS = ("scenario", "sent", "accepted", "delivered", "lost", "duplicates", "re-sent",
+           "re-applied", "drain s")  # fmt: skip
 
 
 def table(reports: list[FaultReport]) -> str:
@@ -121,6 +133,7 @@ def table(reports: list[FaultReport]) -> str:
     for r in reports:
         notes = ", ".join(f"{k} {v}" for k, v in r.notes.items())
         row = (r.fault, f"{r.sent:,}", f"{r.accepted:,}", f"{r.delivered:,} of {r.expected:,}",
-               str(r.lost), str(r.duplicates), f"{r.drain_seconds:.1f}")  # fmt: skip
+               str(r.lost), str(r.duplicates), str(r.resent_batches), str(r.reapplied),
+               f"{r.drain_seconds:.1f}")  # fmt: skip
         lines.append("| " + " | ".join(row) + f" | {notes} |")
     return "\n".join(lines)

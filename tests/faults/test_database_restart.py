@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.faults.harness import FaultEnv, Run, assert_clean, run_scenario
+from tests.faults.harness import MAX_IN_FLIGHT, FaultEnv, Run, assert_clean, run_scenario
 
 pytestmark = pytest.mark.integration
 
@@ -16,6 +16,7 @@ POSTGRES_DOWN_SECONDS = 3.0
 
 
 def crash_postgres(run: Run) -> None:
+    run.answers_lost = MAX_IN_FLIGHT  # the settles of the batches on the wire at the crash
     run.sender.wait_until_settled(0.4)
     run.env.postgres.stop(mode="immediate")
     time.sleep(POSTGRES_DOWN_SECONDS)

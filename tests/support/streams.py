@@ -35,6 +35,7 @@ class Truth:
     contacts: dict[str, str] = field(default_factory=dict)  # customerId -> updatedAt
     statistics: dict[str, dict[str, Any]] = field(default_factory=dict)
     payments: dict[str, str] = field(default_factory=dict)  # paymentId -> status
+    payer: dict[str, str] = field(default_factory=dict)  # paymentId -> customerId
 
 
 @dataclass
@@ -82,6 +83,7 @@ def make_stream(
             payment = make_payment(pid, record, completed)
             events.append(payment_event("payment.completed", org_id, payment))
             truth.payments[pid] = "completed"
+            truth.payer[pid] = cid
             if rng.random() < 0.3:
                 refunded = dict(payment, refundedAt=iso(completed + dt.timedelta(hours=1)))
                 events.append(payment_event("payment.refunded", org_id, refunded))
