@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", default="threads")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--crm-latency", type=float, default=0.0,
+                        help="seconds the CRM takes to answer a batch")  # fmt: skip
     args = parser.parse_args(argv)
     n = args.events or (3_000 if args.quick else 10_000)
     rounds = args.rounds or (1 if args.quick else 2)
@@ -198,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     batch_size, rps = 100, 1000.0
 
     with bench_stack("pipeline") as bench:
+        bench.crm.delay(args.crm_latency)
         print(
             f"workers: {workers.describe()}; destination batchSize {batch_size},"
-            f" maxRequestsPerSecond {rps:g}; ~{n:,} events per run; logs in {bench.log_dir}"
+            f" maxRequestsPerSecond {rps:g}, maxConcurrentRequests 4 (the default); CRM latency"
+            f" {args.crm_latency:g} s; ~{n:,} events per run; logs in {bench.log_dir}"
         )
         start_gunicorn(bench.stack, "receiver", "app.wsgi:app", bench.port, args.web_workers)
         noops: list[NoopRun] = []
