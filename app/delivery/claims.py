@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.store import dialect_sql
@@ -185,12 +185,19 @@ def has_claimable(session: Session, org_id: str) -> bool:
 
 def _due(org_id: str, limit: int, now: dt.datetime, lock: bool = True) -> Any:
     """The oldest due entries of customers that no unanswered batch carries (locked,
-    skipping rows that another transaction is writing)."""
+    skipping rows that another transaction is writing).
+
+    The plan must not depend on fresh statistics: a backfill fills the outbox faster than
+    autovacuum analyzes it, and a planner that believes an organization has one pending row
+    probes the leased rows once per pending row (measured: 1.1 s a claim at 15,000 pending,
+    under the lock every claim of the organization waits for). So the customers in flight, a
+    few thousand at most, are one hashed NOT IN, and the order is the claimable index's own,
+    which the scan follows until the batch is full.
+    """
     other = aliased(OutboxEntry)
-    in_flight = exists().where(
+    in_flight = select(other.customer_id).where(
         other.org_id == org_id,
-        other.customer_id == OutboxEntry.customer_id,
-        other.lease_batch.is_not(None),
+        other.lease_batch.is_not(None),  # the partial index of leased rows
         other.lease_until > now,
     )
     query = (
@@ -199,7 +206,7 @@ def _due(org_id: str, limit: int, now: dt.datetime, lock: bool = True) -> Any:
             OutboxEntry.org_id == org_id,
             OutboxEntry.pending,
             OutboxEntry.next_attempt_at <= now,
-            ~in_flight,
+            OutboxEntry.customer_id.not_in(in_flight),  # never NULL: NOT IN is exact
         )
         .order_by(OutboxEntry.changed_at, OutboxEntry.kind, OutboxEntry.key)
         .limit(limit)

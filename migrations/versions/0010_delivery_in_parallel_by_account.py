@@ -2,7 +2,8 @@
 
 Several batches of one organization may be in flight, so the single flusher slot goes; the rate
 limit moves from the organization to the CRM account it spends (`rate_accounts`); an outage is
-a pause with its start kept (`unreachable_since`).
+a pause with its start kept (`unreachable_since`); the claimable index follows the claim's order
+to its last tie.
 
 Revision ID: 0010
 Revises: 0009
@@ -21,6 +22,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # The claim's order, ties included, so a claim reads only as far as its batch.
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_claimable")
+        batch_op.create_index(
+            "ix_outbox_claimable", ["org_id", "changed_at", "kind", "key"], unique=False,
+            postgresql_where=sa.text("pending"), sqlite_where=sa.text("pending"),
+        )  # fmt: skip
     op.create_table(
         "rate_accounts",
         sa.Column("key", sa.String(length=200), nullable=False),
@@ -54,3 +62,9 @@ def downgrade() -> None:
         )
         batch_op.drop_column("unreachable_since")
     op.drop_table("rate_accounts")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_claimable")
+        batch_op.create_index(
+            "ix_outbox_claimable", ["org_id", "changed_at"], unique=False,
+            postgresql_where=sa.text("pending"), sqlite_where=sa.text("pending"),
+        )  # fmt: skip

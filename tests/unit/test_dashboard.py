@@ -341,6 +341,20 @@ def test_a_dead_letter_is_shown_with_its_reason_and_replayed_to_the_crm(
     assert "does not exist" in flashed(client, missing)
 
 
+def test_a_crm_that_is_down_shows_since_when_and_the_next_try(
+    client: FlaskClient, services: Services, crm: FakeCrm, connected: str, signed_in: str
+) -> None:
+    crm.fail_for(60, status=503)
+    raw = json.dumps(customer_event("customer.created", ORG, make_customer("C1", NOW))).encode()
+    headers = {"Content-Type": "application/json", "X-Event-Signature": sign(raw, connected)}
+    assert client.post(f"/webhooks/loke/{ORG}", data=raw, headers=headers).status_code == 202
+    drain_inbox(services)
+    flush_org(services, ORG)
+    shown = page(client, f"/orgs/{ORG}")
+    assert re.search(r"unreachable since .+; next try ", shown), shown
+    assert "HTTP 503" in shown
+
+
 def test_every_waiting_dead_letter_matching_a_reason_is_replayed_from_one_form(
     client: FlaskClient, services: Services, crm: FakeCrm, connected: str, signed_in: str
 ) -> None:

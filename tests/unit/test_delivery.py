@@ -341,6 +341,8 @@ def test_a_crm_down_past_many_backoffs_pauses_delivery_and_never_makes_dead_lett
     assert state["unreachableSince"] is not None
     assert state["pausedUntil"] is not None
     assert state["lastError"] == "HTTP 503"
+    gauge = 'loke_sync_destination_unreachable_seconds{destination="org-delivery"}'
+    assert gauge in client.get("/metrics").get_data(as_text=True)
 
     crm.fail_for(0)
     time.sleep(0.25)
@@ -348,6 +350,7 @@ def test_a_crm_down_past_many_backoffs_pauses_delivery_and_never_makes_dead_lett
     assert {c for _, c in crm.contacts} == {"C1", "C2"}
     state = delivery_status(client)
     assert (state["state"], state["unreachableSince"], state["lastError"]) == ("ok", None, None)
+    assert gauge not in client.get("/metrics").get_data(as_text=True)
     assert_clean(crm)
 
 

@@ -20,10 +20,13 @@ class OutboxEntry(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
+        # In the claim's order, ties included: a claim reads only as far as its batch.
         Index(
             "ix_outbox_claimable",
             "org_id",
             "changed_at",
+            "kind",
+            "key",
             postgresql_where=text("pending"),
             sqlite_where=text("pending"),
         ),
