@@ -93,20 +93,21 @@ class HttpDestination:
             "Idempotency-Key": batch.batch_id,
             "X-Signature": signature(body, self._secret),
         }
-        status, answer = self._post(body, headers, time.monotonic() + deadline_seconds)
+        status, retry_after, answer = self._post(body, headers, time.monotonic() + deadline_seconds)
         if 200 <= status < 300:
             return _results(answer, len(batch.operations), batch.batch_id)
         text = answer.decode(errors="replace")
         if is_retryable_status(status):
             raise RetryableDeliveryError(
-                f"HTTP {status}", parse_retry_after(self._retry_after), throttled=status == 429
+                f"HTTP {status}", parse_retry_after(retry_after), throttled=status == 429
             )
         raise PermanentDeliveryError(f"HTTP {status}", status, text[:ANSWER_KEPT])
 
-    def _post(self, body: bytes, headers: dict[str, str], deadline: float) -> tuple[int, bytes]:
-        """The answer's status and body, read before `deadline` (`requests`' own timeout bounds
-        each read, so a CRM trickling its answer could outlast any of them)."""
-        self._retry_after: str | None = None
+    def _post(
+        self, body: bytes, headers: dict[str, str], deadline: float
+    ) -> tuple[int, str | None, bytes]:
+        """The answer's status, Retry-After and body, read before `deadline` (`requests`' own
+        timeout bounds each read, so a CRM trickling its answer could outlast any of them)."""
         try:
             answer = self._session.post(
                 self._url,
@@ -117,7 +118,6 @@ class HttpDestination:
                 stream=True,
             )
             with answer:
-                self._retry_after = answer.headers.get("Retry-After")
                 content = bytearray()
                 # read1 returns what has arrived, so the deadline is checked as it comes.
                 while chunk := answer.raw.read1(CHUNK, decode_content=True):
@@ -126,7 +126,7 @@ class HttpDestination:
                         raise RetryableDeliveryError("timed out: the answer took too long")
                     if len(content) > ANSWER_READ:
                         break
-                return answer.status_code, bytes(content)
+                return answer.status_code, answer.headers.get("Retry-After"), bytes(content)
         except requests.Timeout:
             raise RetryableDeliveryError("timed out") from None
         except requests.RequestException as exc:
