@@ -2,10 +2,10 @@
 
 Up to `maxConcurrentRequests` batches of one organization may be in flight, claimed by any worker
 on any machine; a customer already in an unanswered batch is left for a later one. Claims of one
-organization are serialized by a row lock on its delivery state, and a claim spends its CRM
-account's allowance under that account's own row lock, which every organization spending the
-account shares. Rows are taken with SKIP LOCKED: a claim never waits for the rows an event or a
-settle is writing, so it cannot deadlock with them.
+organization are serialized by a row lock on its delivery state, and a claim takes the next
+slot of its CRM account's allowance (GCRA) under that account's own row lock, which every
+organization spending the account shares. Rows are taken with SKIP LOCKED: a claim never
+waits for the rows an event or a settle is writing, so it cannot deadlock with them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,11 @@ from sqlalchemy.orm import Session, aliased
 from app.store import dialect_sql
 from app.store.db import utcnow
 from app.store.models import DeliveryState, OutboxEntry, RateAccount
+
+# A claim may take the account's next slot this far ahead and wait for it with its batch in
+# hand: slots then follow each other exactly, where claiming only once a slot has come would
+# lose each claimer's lateness (waking, waiting for the lock) from the account's rate.
+RESERVE_AHEAD = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,13 @@ class ClaimedEntry:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A batch claimed: its lease, its idempotency key, its entries."""
+    """A batch claimed: its lease, its idempotency key, its entries, and the moment its
+    account's allowance lets it go."""
 
     lease: str  # this claim's own token: settling and renewing go by it
     batch_id: str  # the same for the same entries at the same state (the Idempotency-Key)
     entries: list[ClaimedEntry]
+    send_at: dt.datetime  # its slot in the account's allowance (at most RESERVE_AHEAD away)
 
 
 @dataclass(frozen=True)
@@ -93,37 +101,43 @@ def claim_batch(
     account = _lock_account(session, pace.account)
     if account.throttled_until is not None and account.throttled_until > now:
         return Wait(account.throttled_until, throttled=True)
-    if account.tat > now:
-        return Wait(account.tat)
+    if account.tat > now + RESERVE_AHEAD:
+        return Wait(account.tat - RESERVE_AHEAD)
+    send_at = max(account.tat, now)
     token = uuid.uuid4().hex
-    # A CTE evaluated once: as a subquery in FROM, PostgreSQL may run it again for every row
-    # it updates, and with ties in `changed_at` each run can pick other rows (a batch over
-    # its size). One UPDATE ... FROM then leases the batch, joined on the primary key.
-    batch = _due(org_id, pace.batch_size, now).cte("batch").prefix_with("MATERIALIZED")
-    leased = session.execute(
-        update(OutboxEntry)
-        .where(
-            OutboxEntry.org_id == org_id,
-            OutboxEntry.kind == batch.c.kind,
-            OutboxEntry.key == batch.c.key,
-        )
-        .values(lease_batch=token, lease_seq=OutboxEntry.seq, lease_until=now + lease)
-        .returning(
-            OutboxEntry.kind,
-            OutboxEntry.key,
-            OutboxEntry.customer_id,
-            OutboxEntry.seq,
-            OutboxEntry.attempts,
-            OutboxEntry.source_at,
-            OutboxEntry.changed_at,
-            OutboxEntry.request_id,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    entries = sorted(map(_entry, leased), key=lambda e: (e.kind, e.key))
-    if not entries:
+    picked = session.execute(_due(org_id, pace.batch_size, now)).all()  # locked, SKIP LOCKED
+    if not picked:
         return Idle(_next_due(session, org_id, now))
-    return Claimed(token, batch_key(org_id, entries), entries)
+    keys_by_kind: dict[str, list[str]] = defaultdict(list)
+    for kind, key in picked:
+        keys_by_kind[kind].append(key)
+    entries: list[ClaimedEntry] = []
+    # One UPDATE per kind, by primary key: joined to the picked rows in one statement, a
+    # planner with stale statistics scans the organization's whole outbox for the join.
+    for kind, keys in sorted(keys_by_kind.items()):
+        leased = session.execute(
+            update(OutboxEntry)
+            .where(
+                OutboxEntry.org_id == org_id,
+                OutboxEntry.kind == kind,
+                dialect_sql.is_any_of(session, OutboxEntry.key, keys),
+            )
+            .values(lease_batch=token, lease_seq=OutboxEntry.seq, lease_until=now + lease)
+            .returning(
+                OutboxEntry.kind,
+                OutboxEntry.key,
+                OutboxEntry.customer_id,
+                OutboxEntry.seq,
+                OutboxEntry.attempts,
+                OutboxEntry.source_at,
+                OutboxEntry.changed_at,
+                OutboxEntry.request_id,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        entries += map(_entry, leased)
+    entries.sort(key=lambda e: (e.kind, e.key))
+    return Claimed(token, batch_key(org_id, entries), entries, send_at)
 
 
 def _entry(row: Any) -> ClaimedEntry:
@@ -140,7 +154,8 @@ def _entry(row: Any) -> ClaimedEntry:
 
 
 def charge(session: Session, pace: Pace, requests: int) -> None:
-    """Spend `requests` of the account's allowance (its row is locked by the claim)."""
+    """Spend `requests` of the account's allowance from the claim's slot on (the row is
+    locked by the claim)."""
     account = _lock_account(session, pace.account)
     now = utcnow()
     account.tat = max(account.tat, now) + dt.timedelta(seconds=requests * pace.seconds_per_request)

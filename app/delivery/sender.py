@@ -121,6 +121,7 @@ def _flush(
             since=[(e.source_at, e.changed_at) for e in claim.entries],
             request_ids=sorted({e.request_id for e in claim.entries if e.request_id}),
             account=pace.account,
+            send_at=claim.send_at,
         )
         transmit.send(services, destination, outgoing)
         result.batches += 1

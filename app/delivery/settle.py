@@ -12,13 +12,13 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.core.metrics import DEAD_LETTERS
 from app.delivery.claims import lock_state
 from app.store.db import utcnow
-from app.store.models import DeadLetter, OutboxEntry
+from app.store.models import DeadLetter, DeliveryState, OutboxEntry
 
 Key = tuple[str, str]  # (kind, key) of an outbox entry
 
@@ -79,10 +79,35 @@ def answered(
     if dead:
         _settle(session, org_id, lease, error, _only(dead))
     _settle(session, org_id, lease, None)
-    state = lock_state(session, org_id)
-    state.consecutive_failures = 0
-    state.paused_until = state.unreachable_since = None
-    state.last_success_at, state.last_error = now, None
+    _reachable(session, org_id, now)
+
+
+def _reachable(session: Session, org_id: str, now: dt.datetime) -> None:
+    """The CRM answered: no pause, no failure, and a fresh `last_success_at`. The row is
+    written only when that changes something (or its last success is a second old): every
+    claim of the organization holds this row's lock, and an UPDATE whose condition the row
+    does not meet never waits for it."""
+    session.execute(
+        update(DeliveryState)
+        .where(
+            DeliveryState.org_id == org_id,
+            or_(
+                DeliveryState.consecutive_failures > 0,
+                DeliveryState.paused_until.is_not(None),
+                DeliveryState.unreachable_since.is_not(None),
+                DeliveryState.last_error.is_not(None),
+                DeliveryState.last_success_at.is_(None),
+                DeliveryState.last_success_at < now - dt.timedelta(seconds=1),
+            ),
+        )
+        .values(
+            consecutive_failures=0,
+            paused_until=None,
+            unreachable_since=None,
+            last_success_at=now,
+            last_error=None,
+        )
+    )
 
 
 def unreachable(

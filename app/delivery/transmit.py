@@ -55,6 +55,7 @@ class Outgoing:
     since: list[tuple[dt.datetime | None, dt.datetime]]  # (LOKE's time, entered the outbox)
     request_ids: list[str]  # the webhooks whose changes this batch carries
     account: str
+    send_at: dt.datetime  # its slot in the account's allowance
 
 
 def send(services: Services, destination: Destination, outgoing: Outgoing) -> None:
@@ -63,6 +64,7 @@ def send(services: Services, destination: Destination, outgoing: Outgoing) -> No
     batch = outgoing.batch
     try:
         with _renewed(services, batch.org_id, outgoing.lease):
+            time.sleep(max((outgoing.send_at - utcnow()).total_seconds(), 0))
             result = (
                 destination.send(batch, settings.delivery_timeout_seconds)
                 if batch.operations

@@ -3,7 +3,7 @@
 Several batches of one organization may be in flight, so the single flusher slot goes; the rate
 limit moves from the organization to the CRM account it spends (`rate_accounts`); an outage is
 a pause with its start kept (`unreachable_since`); the claimable index follows the claim's order
-to its last tie.
+to its last tie, and the customer index leads with the customer.
 
 Revision ID: 0010
 Revises: 0009
@@ -22,8 +22,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # The claim's order, ties included, so a claim reads only as far as its batch.
+    # The claim's order, ties included, so a claim reads only as far as its batch; and no
+    # index led by org_id alone, which a planner with stale statistics may prefer for a claim.
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_org_id_customer_id")
+        batch_op.create_index(
+            "ix_outbox_customer_id_org_id", ["customer_id", "org_id"], unique=False
+        )
         batch_op.drop_index("ix_outbox_claimable")
         batch_op.create_index(
             "ix_outbox_claimable", ["org_id", "changed_at", "kind", "key"], unique=False,
@@ -68,3 +73,5 @@ def downgrade() -> None:
             "ix_outbox_claimable", ["org_id", "changed_at"], unique=False,
             postgresql_where=sa.text("pending"), sqlite_where=sa.text("pending"),
         )  # fmt: skip
+        batch_op.drop_index("ix_outbox_customer_id_org_id")
+        batch_op.create_index("ix_outbox_org_id_customer_id", ["org_id", "customer_id"], unique=False)

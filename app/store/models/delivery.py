@@ -30,7 +30,9 @@ class OutboxEntry(Base):
             postgresql_where=text("pending"),
             sqlite_where=text("pending"),
         ),
-        Index("ix_outbox_org_id_customer_id", "org_id", "customer_id"),
+        # Customer first: an index led by org_id alone would compete with the two partial ones
+        # below for a claim's scans, and a planner with stale statistics may pick it.
+        Index("ix_outbox_customer_id_org_id", "customer_id", "org_id"),
         # Only the batches in flight: settling one, and keeping a customer's changes out of
         # a second batch, must not scan every entity the organization ever had.
         Index(
