@@ -43,11 +43,12 @@ bench-ingest: $(BIN)/.installed
 bench-pipeline: $(BIN)/.installed
 	$(BIN)/python -m bench.pipeline
 
+# A real CRM answers a batch in 100-500 ms, LOKE a page in ~100 ms: the goals are measured so.
 bench-backfill: $(BIN)/.installed
-	$(BIN)/python -m bench.backfill
+	$(BIN)/python -m bench.backfill --crm-latency 0.3
 
 bench-lists: $(BIN)/.installed
-	$(BIN)/python -m bench.lists
+	$(BIN)/python -m bench.lists --loke-latency 0.1
 
 ## bench-soak: 10 minutes of webhooks at half the ingest maximum, with backfills and list resyncs
 .PHONY: bench-soak
