@@ -19,10 +19,12 @@ from tests.support.credentials import (
     ADMIN_TOKEN,
     AUTH,
     CRM_SECRET,
+    HUBSPOT_TOKEN,
     LOKE_CLIENT_ID,
     LOKE_CLIENT_SECRET,
     SECRET_KEY,
 )
+from tests.support.fake_hubspot import FakeHubSpot
 from tests.support.fake_loke import FakeLoke
 from tests.support.processes import fresh_postgres_database
 
@@ -31,6 +33,7 @@ __all__ = [
     "ADMIN_TOKEN",
     "AUTH",
     "CRM_SECRET",
+    "HUBSPOT_TOKEN",
     "LOKE_CLIENT_ID",
     "LOKE_CLIENT_SECRET",
     "SECRET_KEY",
@@ -84,6 +87,13 @@ def make_settings(tmp_path: Path, loke: FakeLoke, **overrides: Any) -> Settings:
 @pytest.fixture
 def loke() -> Iterator[FakeLoke]:
     with FakeLoke(LOKE_CLIENT_ID, LOKE_CLIENT_SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture
+def hubspot() -> Iterator[FakeHubSpot]:
+    """A fake HubSpot portal whose limits no test reaches unless it sets them."""
+    with FakeHubSpot(tokens={HUBSPOT_TOKEN: "portal-1"}, per_ten_seconds=10_000) as fake:
         yield fake
 
 

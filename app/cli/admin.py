@@ -65,18 +65,38 @@ def orgs_discover() -> None:
 
 @orgs.command("connect")
 @click.argument("org_id")
-@click.option("--url", required=True, help="the CRM endpoint of the http destination")
-@click.option("--secret", required=True, envvar="DESTINATION_SECRET", help="signs each batch")
-@click.option("--batch-size", default=100, show_default=True)
-@click.option("--max-requests-per-second", default=10.0, show_default=True)
+@click.option("--url", help="the CRM endpoint of an http destination")
+@click.option("--secret", envvar="DESTINATION_SECRET", help="signs each batch (http)")
+@click.option("--batch-size", default=100, show_default=True, help="operations a batch (http)")
+@click.option("--max-requests-per-second", default=10.0, show_default=True, help="(http)")
+@click.option("--hubspot-token", envvar="HUBSPOT_ACCESS_TOKEN",
+              help="deliver to HubSpot with this service key or private app token")  # fmt: skip
+@click.option("--hubspot-base-url", help="another HubSpot API server (tests, staging)")
+@click.option("--requests-per-ten-seconds", default=100, show_default=True,
+              help="the HubSpot token's allowance (190 on Pro and Enterprise)")  # fmt: skip
+@click.option("--list-name-prefix", default="LOKE: ", show_default=True,
+              help="HubSpot lists are named this and the LOKE list's name")  # fmt: skip
 def orgs_connect(
-    org_id: str, url: str, secret: str, batch_size: int, max_requests_per_second: float
-) -> None:
-    """Connect an organization: subscribe its webhooks at LOKE and start its backfill."""
+    org_id: str, url: str | None, secret: str | None, batch_size: int,
+    max_requests_per_second: float, hubspot_token: str | None, hubspot_base_url: str | None,
+    requests_per_ten_seconds: int, list_name_prefix: str,
+) -> None:  # fmt: skip
+    """Connect an organization to an http destination (--url, --secret) or to HubSpot
+    (--hubspot-token): subscribe its webhooks at LOKE and start its backfill."""
     from app.orgs.connect import connect
 
-    destination = {"type": "http", "url": url, "secret": secret, "batchSize": batch_size,
-                   "maxRequestsPerSecond": max_requests_per_second}  # fmt: skip
+    destination: dict[str, object]
+    if hubspot_token and not url:
+        destination = {"type": "hubspot", "accessToken": hubspot_token,
+                       "requestsPerTenSeconds": requests_per_ten_seconds,
+                       "listNamePrefix": list_name_prefix}  # fmt: skip
+        if hubspot_base_url:
+            destination["baseUrl"] = hubspot_base_url
+    elif url and secret and not hubspot_token:
+        destination = {"type": "http", "url": url, "secret": secret, "batchSize": batch_size,
+                       "maxRequestsPerSecond": max_requests_per_second}  # fmt: skip
+    else:
+        raise click.UsageError("give either --url and --secret (http) or --hubspot-token")
     with _service() as (services, loke):
         created = connect(services, loke, org_id, {"destination": destination})
     click.echo(f"{org_id} {'connected; backfill started' if created else 'updated'}")

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     delivery_backoff_max_seconds: float = Field(default=600.0, gt=0)
     delivery_timeout_seconds: float = Field(default=20.0, gt=0)
     delivery_lease_seconds: float = Field(default=90.0, gt=0)
+    # After HubSpot's daily limit, its account is tried again after this at the latest (when
+    # the daily window resets is not documented).
+    hubspot_daily_recheck_seconds: float = Field(default=3600.0, gt=0)
     loke_timeout_seconds: float = Field(default=15.0, gt=0)
     backfill_page_attempts: int = Field(default=6, ge=1)
     backfill_retry_base_seconds: float = Field(default=15.0, gt=0)

@@ -34,6 +34,7 @@ from app.store.db import utcnow
 from app.store.models import (
     BackfillRun,
     DeadLetter,
+    DeliveryConflict,
     DeliveryState,
     InboxEvent,
     ListSyncRun,
@@ -108,6 +109,11 @@ class StateCollector(Collector):
             "How long the destination's CRM has been unreachable (delivery paused)",
             labels=["destination"],
         )
+        conflicts = GaugeMetricFamily(
+            "loke_sync_delivery_conflicts_open",
+            "Customers the CRM holds without their email (held by another contact, or invalid)",
+            labels=["destination"],
+        )
         inbox = GaugeMetricFamily("loke_sync_inbox_pending", "Stored events not yet applied")
         backfill = GaugeMetricFamily(
             "loke_sync_backfill_customers",
@@ -140,6 +146,10 @@ class StateCollector(Collector):
             ):
                 if since is not None:
                     unreachable.add_metric([org_id], (now - since).total_seconds())
+            for org_id, count in session.execute(
+                select(DeliveryConflict.org_id, func.count()).group_by(DeliveryConflict.org_id)
+            ):
+                conflicts.add_metric([org_id], count)
             inbox.add_metric(
                 [], session.scalar(select(func.count()).where(InboxEvent.status == "pending")) or 0
             )
@@ -153,7 +163,7 @@ class StateCollector(Collector):
                 select(ListSyncRun).where(ListSyncRun.id.in_(latest_lists))
             ):
                 list_members.add_metric([lrun.org_id, lrun.list_id, lrun.status], lrun.members)
-        yield from (backlog, oldest, dead, unreachable, inbox, backfill, list_members)
+        yield from (backlog, oldest, dead, unreachable, conflicts, inbox, backfill, list_members)
 
     def _queue_depths(self) -> Iterator[GaugeMetricFamily]:
         url = self._services.settings.celery_broker_url or ""

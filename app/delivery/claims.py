@@ -153,12 +153,12 @@ def _entry(row: Any) -> ClaimedEntry:
     )
 
 
-def charge(session: Session, pace: Pace, requests: int) -> None:
+def charge(session: Session, account_key: str, seconds_per_request: float, requests: int) -> None:
     """Spend `requests` of the account's allowance from the claim's slot on (the row is
     locked by the claim)."""
-    account = _lock_account(session, pace.account)
+    account = _lock_account(session, account_key)
     now = utcnow()
-    account.tat = max(account.tat, now) + dt.timedelta(seconds=requests * pace.seconds_per_request)
+    account.tat = max(account.tat, now) + dt.timedelta(seconds=requests * seconds_per_request)
     account.updated_at = now
 
 

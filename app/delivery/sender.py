@@ -20,7 +20,7 @@ from app.core.services import Services
 from app.core.task_names import DELIVERY_FLUSH
 from app.delivery import claims, destinations, transmit
 from app.delivery.claims import Pace
-from app.delivery.destinations.base import Batch, Destination
+from app.delivery.destinations.base import Batch, Destination, DestinationContext
 from app.delivery.operations import build_operations
 from app.store.db import utcnow
 from app.store.models import Organization
@@ -65,7 +65,10 @@ def _target(services: Services, org_id: str) -> tuple[Destination, Pace] | None:
     config = destinations.parse_config(raw)
     secret = services.box.decrypt(secret_enc or "")
     settings = services.settings
-    destination = destinations.build(raw, secret, settings.delivery_timeout_seconds, services.http)
+    context = DestinationContext(
+        org_id, settings.delivery_timeout_seconds, services.http, services.db, settings
+    )
+    destination = destinations.build(config, secret, context)
     pace = Pace(
         batch_size=config.batch_size,
         max_in_flight=config.max_concurrent_requests,
@@ -93,7 +96,8 @@ def _flush(
             claim = claims.claim_batch(session, org_id, pace, lease)
             if isinstance(claim, claims.Claimed):
                 keyed = build_operations(session, org_id, claim.entries)
-                claims.charge(session, pace, destination.requests_for([op for _, op in keyed]))
+                charged = destination.requests_for([op for _, op in keyed])
+                claims.charge(session, pace.account, pace.seconds_per_request, charged)
                 sibling = claims.batches_in_flight(
                     session, org_id, utcnow()
                 ) < pace.max_in_flight and claims.has_claimable(session, org_id)
@@ -122,6 +126,8 @@ def _flush(
             request_ids=sorted({e.request_id for e in claim.entries if e.request_id}),
             account=pace.account,
             send_at=claim.send_at,
+            seconds_per_request=pace.seconds_per_request,
+            requests_charged=charged,
         )
         transmit.send(services, destination, outgoing)
         result.batches += 1

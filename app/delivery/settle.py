@@ -96,6 +96,7 @@ def _reachable(session: Session, org_id: str, now: dt.datetime) -> None:
                 DeliveryState.paused_until.is_not(None),
                 DeliveryState.unreachable_since.is_not(None),
                 DeliveryState.last_error.is_not(None),
+                DeliveryState.pause_reason.is_not(None),
                 DeliveryState.last_success_at.is_(None),
                 DeliveryState.last_success_at < now - dt.timedelta(seconds=1),
             ),
@@ -104,6 +105,7 @@ def _reachable(session: Session, org_id: str, now: dt.datetime) -> None:
             consecutive_failures=0,
             paused_until=None,
             unreachable_since=None,
+            pause_reason=None,
             last_success_at=now,
             last_error=None,
         )
@@ -111,11 +113,16 @@ def _reachable(session: Session, org_id: str, now: dt.datetime) -> None:
 
 
 def unreachable(
-    session: Session, org_id: str, lease: str, pause: dt.timedelta, error: str
+    session: Session,
+    org_id: str,
+    lease: str,
+    pause: dt.timedelta,
+    error: str,
+    reason: str = "unreachable",
 ) -> dt.datetime:
-    """The CRM did not take the batch (5xx, timeout, refused connection): its entries are
-    released, spending none of their attempts, and the destination pauses for `pause`.
-    Returns the time of the next try."""
+    """The CRM did not take the batch (5xx, timeout, refused connection; `reason`
+    "credentials" when it refused them): its entries are released, spending none of their
+    attempts, and the destination pauses for `pause`. Returns the time of the next try."""
     _lock(session, org_id, lease)
     now = utcnow()
     session.execute(
@@ -128,6 +135,7 @@ def unreachable(
     state.unreachable_since = state.unreachable_since or now
     state.paused_until = max(state.paused_until or now, now + pause)
     state.last_error = error
+    state.pause_reason = reason
     return state.paused_until
 
 
@@ -216,4 +224,4 @@ def refused(
     dead_letter(session, org_id, "batch", reason, keys, operations, batch_id, status, answer)
     state = lock_state(session, org_id)
     state.consecutive_failures = 0
-    state.paused_until = state.unreachable_since = None
+    state.paused_until = state.unreachable_since = state.pause_reason = None

@@ -29,6 +29,7 @@ from app.delivery import claims, settle
 from app.delivery.destinations.base import (
     Batch,
     BatchResult,
+    CredentialsRejected,
     Destination,
     Outcome,
     PermanentDeliveryError,
@@ -56,6 +57,8 @@ class Outgoing:
     request_ids: list[str]  # the webhooks whose changes this batch carries
     account: str
     send_at: dt.datetime  # its slot in the account's allowance
+    seconds_per_request: float  # of that allowance
+    requests_charged: int  # what the claim took of it
 
 
 def send(services: Services, destination: Destination, outgoing: Outgoing) -> None:
@@ -102,7 +105,8 @@ def _not_taken(services: Services, outgoing: Outgoing, exc: RetryableDeliveryErr
             0, settings.delivery_backoff_base_seconds, settings.delivery_backoff_max_seconds,
             exc.retry_after,
         )  # fmt: skip
-        until = utcnow() + dt.timedelta(seconds=pause)
+        until = exc.until or utcnow() + dt.timedelta(seconds=pause)
+        pause = (until - utcnow()).total_seconds()
         log.warning("CRM account %s throttled (%s); paused %.1fs", outgoing.account, exc.reason,
                     pause)  # fmt: skip
         DELIVERY_BATCHES.labels(org_id, "throttled").inc()
@@ -120,10 +124,13 @@ def _not_taken(services: Services, outgoing: Outgoing, exc: RetryableDeliveryErr
             state.consecutive_failures, settings.delivery_backoff_base_seconds,
             settings.delivery_backoff_max_seconds, exc.retry_after,
         )  # fmt: skip
-        return settle.unreachable(session, org_id, lease, dt.timedelta(seconds=pause), exc.reason)
+        why = "credentials" if isinstance(exc, CredentialsRejected) else "unreachable"
+        return settle.unreachable(
+            session, org_id, lease, dt.timedelta(seconds=pause), exc.reason, why
+        )
 
     next_try = _settling(services, pause_destination)
-    log.warning("batch %s for org %s: %s; CRM unreachable, next try at %s",
+    log.warning("batch %s for org %s: %s; delivery paused, next try at %s",
                 outgoing.batch.batch_id, org_id, exc.reason, next_try.isoformat())  # fmt: skip
     DELIVERY_BATCHES.labels(org_id, "retry").inc()
 
@@ -148,6 +155,8 @@ def _answered(services: Services, outgoing: Outgoing, result: BatchResult) -> No
     reasons = sorted({reason for _, reason in result.exceptions.values()})
     error = "; ".join(reasons)[:500] or None
 
+    extra = (result.requests_made or 0) - outgoing.requests_charged
+
     def settle_all(session: Session) -> None:
         settle.answered(
             session, batch.org_id, outgoing.lease, retry, dt.timedelta(seconds=delay),
@@ -160,6 +169,12 @@ def _answered(services: Services, outgoing: Outgoing, result: BatchResult) -> No
             )  # fmt: skip
 
     _settling(services, settle_all)
+    if extra > 0:
+        # Lookups and conflicts took more requests than the claim reserved. A transaction of
+        # its own: a settle that held the account's lock would wait for the organization's
+        # state behind a claim that holds that state and waits for the account.
+        with services.db.transaction() as session:
+            claims.charge(session, outgoing.account, outgoing.seconds_per_request, extra)
     applied = set(range(len(batch.operations))) - set(result.exceptions)
     _observe(outgoing, applied, retried=len(retry), dead=len(dead))
 

@@ -16,6 +16,7 @@ from app.store.db import utcnow
 from app.store.models import (
     Customer,
     DeadLetter,
+    DeliveryConflict,
     DeliveryState,
     Organization,
     OutboxEntry,
@@ -66,19 +67,49 @@ def delivery(session: Session, org: Organization) -> dict[str, Any]:
     state = session.get(DeliveryState, org.id)
     throttled_until = _throttled_until(session, org, now)
     unreachable = state is not None and state.unreachable_since is not None
+    rejected = unreachable and state is not None and state.pause_reason == "credentials"
+    conflicts = session.scalar(select(func.count()).where(DeliveryConflict.org_id == org.id))
     return {
-        "state": "unreachable" if unreachable else "throttled" if throttled_until else "ok",
+        "state": "tokenRejected"
+        if rejected
+        else "unreachable"
+        if unreachable
+        else "throttled"
+        if throttled_until
+        else "ok",
         "backlog": pending[0],
         "oldestPendingSeconds": (now - pending[1]).total_seconds() if pending[1] else 0,
         "lagSeconds": (now - pending[2]).total_seconds() if pending[2] else 0,
         "inFlight": batches_in_flight(session, org.id, now),
         "deadLetters": dead,
+        "conflicts": conflicts,
         "lastSuccessAt": _iso(state.last_success_at) if state else None,
         "unreachableSince": _iso(state.unreachable_since) if state else None,
         "pausedUntil": _iso(state.paused_until) if unreachable and state else None,
         "throttledUntil": _iso(throttled_until),
         "lastError": state.last_error if state else None,
     }
+
+
+def conflicts(session: Session, org_id: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """The customers the CRM holds without their email, newest first, and why."""
+    rows = session.scalars(
+        select(DeliveryConflict)
+        .where(DeliveryConflict.org_id == org_id)
+        .order_by(DeliveryConflict.detected_at.desc(), DeliveryConflict.customer_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        {
+            "customerId": row.customer_id,
+            "email": row.email,
+            "reason": row.reason,
+            "existingRecordId": row.existing_record_id,
+            "detectedAt": _iso(row.detected_at),
+        }
+        for row in rows
+    ]
 
 
 def _throttled_until(session: Session, org: Organization, now: dt.datetime) -> dt.datetime | None:

@@ -17,7 +17,7 @@ from app.loke.client import current_loke_client
 from app.loke.errors import LokeError
 from app.mirror import view as customer_view
 from app.orgs import connect as org_connect
-from app.orgs.status import status
+from app.orgs.status import conflicts, status
 from app.orgs.subscriptions import subscribe
 from app.orgs.webhook_secrets import WebhookSecrets
 from app.store.models import BackfillRun, Organization
@@ -141,6 +141,19 @@ def get_customer(org_id: str, customer_id: str) -> tuple[Response, int]:
     if customer is None:
         return error(404, "not_found", f"customer {customer_id} of {org_id} is not stored")
     return jsonify(customer), 200
+
+
+@admin.get("/orgs/<id:org_id>/conflicts")
+def get_conflicts(org_id: str) -> tuple[Response, int]:
+    """Customers the CRM holds without their email, and why (`?limit=` 1-1000, `?offset=`)."""
+    limit = request.args.get("limit", 100, type=int)
+    offset = request.args.get("offset", 0, type=int)
+    if limit is None or not 1 <= limit <= 1000 or offset is None or offset < 0:
+        return error(400, "invalid_request", "limit must be 1-1000 and offset 0 or more")
+    with current_services().db.transaction() as session:
+        if session.get(Organization, org_id) is None:
+            return error(404, "not_found", f"organization {org_id} is not known")
+        return jsonify({"conflicts": conflicts(session, org_id, limit, offset)}), 200
 
 
 @admin.get("/dead-letters")

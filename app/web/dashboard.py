@@ -31,7 +31,7 @@ from app.lists import runs as list_runs
 from app.loke.client import current_loke_client
 from app.loke.errors import LokeError
 from app.orgs import connect as org_connect
-from app.orgs.status import status
+from app.orgs.status import conflicts, status
 from app.orgs.subscriptions import subscribe
 from app.orgs.webhook_secrets import WebhookSecrets
 from app.store.models import Organization
@@ -122,6 +122,7 @@ def org_page(org_id: str) -> str | tuple[str, int]:
             return _not_found(f"Organization {org_id} is not known.")
         org_status = status(session, org)
         dead = [as_json(letter) for letter in listing(session, org_id, RECENT_DEAD_LETTERS)]
+        conflicted = conflicts(session, org_id, RECENT_DEAD_LETTERS)
     loke_error = None
     try:
         connected = org_status["connected"]
@@ -135,6 +136,7 @@ def org_page(org_id: str) -> str | tuple[str, int]:
         lists=lists,
         loke_error=loke_error,
         dead_letters=dead,
+        conflicts=conflicted,
         default_list_interval=services.settings.list_sync_interval,
         refresh=REFRESH_SECONDS if _backfill_running(org_status) else None,
     )

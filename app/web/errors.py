@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.core.validation import summary
 from app.delivery.destinations import UnknownDestination
-from app.orgs.connect import InvalidRequest
+from app.orgs.connect import DestinationUnavailable, InvalidRequest
 
 
 def error(status: int, code: str, message: str) -> tuple[Response, int]:
@@ -32,3 +32,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(UnknownDestination)
     def _bad(exc: ValueError) -> tuple[Response, int]:
         return error(400, "invalid_request", str(exc))
+
+    @app.errorhandler(DestinationUnavailable)
+    def _unavailable(exc: DestinationUnavailable) -> tuple[Response, int]:
+        return error(503, "destination_unavailable", str(exc))

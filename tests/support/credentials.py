@@ -5,4 +5,5 @@ SECRET_KEY = "test-secret-key-for-encryption"
 LOKE_CLIENT_ID = "crm-addon"
 LOKE_CLIENT_SECRET = "crm-addon-secret"
 CRM_SECRET = "crm-destination-secret"
+HUBSPOT_TOKEN = "pat-na1-test-hubspot-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.core.config import Settings
 from app.core.services import Services
 from app.delivery import claims, sender, transmit
-from app.delivery.destinations.base import Batch, BatchResult
+from app.delivery.destinations.base import Batch, BatchResult, DestinationConfig
 from app.delivery.sender import flush_org
 from app.store.models import OutboxEntry, RateAccount
 from devtools.crm import FakeCrm
@@ -297,6 +297,9 @@ class SlowDestination:
     def requests_for(self, operations: list[dict[str, Any]]) -> int:
         return 1
 
+    def prepare(self) -> DestinationConfig:
+        raise NotImplementedError("never connected: the test sends to it directly")
+
     def send(self, batch: Batch, deadline_seconds: float) -> BatchResult:
         assert self.answer.wait(30)
         return BatchResult()
@@ -317,6 +320,7 @@ def test_a_batch_on_the_wire_keeps_its_lease_however_long_it_takes(
         Batch(claim.batch_id, ORG, [{"type": "contact.upsert", "customerId": "C1"}]),
         lease=claim.lease, keys=[("contact", "C1")], settled_keys=[("contact", "C1")],
         attempts={}, since=[], request_ids=[], account="slow:test", send_at=claim.send_at,
+        seconds_per_request=0, requests_charged=1,
     )  # fmt: skip
     slow = SlowDestination()
     sending = threading.Thread(target=transmit.send, args=(services, slow, outgoing))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from app.delivery.destinations.base import Batch
+from app.delivery.destinations.base import Batch, DestinationContext
 from app.delivery.destinations.http import HttpConfig, HttpDestination
 from devtools.demo.crm import DemoCrm
 from devtools.sandbox.firer import IMMEDIATE
@@ -103,7 +103,9 @@ def test_the_demo_crm_verifies_batches_and_reports_what_matches_loke() -> None:
             requests.Session() as http,
         ):
             config = HttpConfig(type="http", url=crm.batch_url)
-            send = HttpDestination(config, "crm-secret-123", 5.0, http).send
+            send = HttpDestination(
+                config, "crm-secret-123", DestinationContext(ORG, 5.0, http)
+            ).send
             edited = dict(customers[1], firstName="Not the truth")
             ops = [contact_op(c) for c in (customers[0], edited, customers[2], customers[3])]
             ops.append(

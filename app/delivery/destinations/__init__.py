@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import requests
-
-from app.delivery.destinations.base import Destination, DestinationConfig
+from app.delivery.destinations.base import Destination, DestinationConfig, DestinationContext
 from app.delivery.destinations.http import HttpConfig, HttpDestination
+from app.delivery.destinations.hubspot import HubSpotDestination
+from app.delivery.destinations.hubspot.config import HubSpotConfig
 
 
 class DestinationFactory(Protocol):
     """Builds a destination's sender from its config and secret."""
 
-    def __call__(
-        self, config: Any, secret: str, timeout: float, session: requests.Session
-    ) -> Destination: ...
+    def __call__(self, config: Any, secret: str, context: DestinationContext) -> Destination: ...
 
 
 DESTINATIONS: dict[str, tuple[type[DestinationConfig], DestinationFactory]] = {
     "http": (HttpConfig, HttpDestination),
+    "hubspot": (HubSpotConfig, HubSpotDestination),
 }
 
 
@@ -38,10 +37,9 @@ def parse_config(raw: dict[str, Any]) -> DestinationConfig:
 
 
 def build(
-    raw: dict[str, Any], secret: str | None, timeout: float, session: requests.Session
+    config: DestinationConfig, secret: str | None, context: DestinationContext
 ) -> Destination:
-    """The adapter that sends to the stored destination `raw` (as saved, without its secret)."""
-    config = parse_config(raw)
-    if secret is None:
-        raise UnknownDestination(f"destination {raw['type']} has no secret stored")
-    return DESTINATIONS[raw["type"]][1](config, secret, timeout, session)
+    """The adapter that sends to the destination `config` with its (decrypted) secret."""
+    if secret is None or config.type not in DESTINATIONS:
+        raise UnknownDestination(f"destination {config.type} has no secret stored")
+    return DESTINATIONS[config.type][1](config, secret, context)

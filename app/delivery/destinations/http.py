@@ -20,6 +20,7 @@ from app.delivery.destinations.base import (
     Batch,
     BatchResult,
     DestinationConfig,
+    DestinationContext,
     Outcome,
     PermanentDeliveryError,
     RetryableDeliveryError,
@@ -58,13 +59,11 @@ def signature(body: bytes, secret: str) -> str:
 class HttpDestination:
     """POSTs each batch, signed, to the destination's URL."""
 
-    def __init__(
-        self, config: HttpConfig, secret: str, timeout: float, session: requests.Session
-    ) -> None:
+    def __init__(self, config: HttpConfig, secret: str, context: DestinationContext) -> None:
+        self._config = config
         self._url = str(config.url)
         self._secret = secret
-        self._timeout = timeout
-        self._session = session
+        self._session = context.http
         self._account = config.account_key()
 
     @property
@@ -75,6 +74,10 @@ class HttpDestination:
     def requests_for(self, operations: list[dict[str, Any]]) -> int:
         """One POST, whatever the batch holds."""
         return 1
+
+    def prepare(self) -> HttpConfig:
+        """Nothing to check or create: the endpoint is the integrator's own."""
+        return self._config
 
     def send(self, batch: Batch, deadline_seconds: float) -> BatchResult:
         """One POST, answered within the deadline, classified: applied (with the operations

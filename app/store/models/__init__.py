@@ -1,6 +1,7 @@
 """Every table, by stage; importing this package registers them all on `Base.metadata`."""
 
 from app.store.models.base import Base
+from app.store.models.crm import CrmContact, CrmList, DeliveryConflict
 from app.store.models.delivery import DeadLetter, DeliveryState, OutboxEntry, RateAccount
 from app.store.models.inbox import InboxEvent
 from app.store.models.mirror import Customer, CustomerList, ListMember, Payment
@@ -10,9 +11,12 @@ from app.store.models.runs import BackfillRun, ListRunPage, ListSyncRun, PagedRu
 __all__ = [
     "BackfillRun",
     "Base",
+    "CrmContact",
+    "CrmList",
     "Customer",
     "CustomerList",
     "DeadLetter",
+    "DeliveryConflict",
     "DeliveryState",
     "InboxEvent",
     "ListMember",

@@ -72,6 +72,8 @@ class DeliveryState(Base):
     org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     paused_until: Mapped[dt.datetime | None]  # the next try while the CRM is unreachable
     unreachable_since: Mapped[dt.datetime | None]  # the first failure of the current outage
+    # Why it is paused: "unreachable", or "credentials" when the CRM refuses them (401/403).
+    pause_reason: Mapped[str | None] = mapped_column(String(16))
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_success_at: Mapped[dt.datetime | None]
