@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from app.delivery import daily_budget
 from app.store import dialect_sql
 from app.store.db import utcnow
 from app.store.models import DeliveryState, OutboxEntry, RateAccount
@@ -38,6 +39,8 @@ class Pace:
     max_in_flight: int  # batches of the organization unanswered at once
     account: str  # the CRM account whose allowance a request spends
     seconds_per_request: float  # of that allowance
+    daily_limit: int | None = None  # requests the account may spend in the CRM's day
+    time_zone: str | None = None  # the CRM's day
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,11 @@ def claim_batch(
     account = _lock_account(session, pace.account)
     if account.throttled_until is not None and account.throttled_until > now:
         return Wait(account.throttled_until, throttled=True)
+    closed = daily_budget.closed_until(account, pace.daily_limit, pace.time_zone, now)
+    if closed is not None:
+        account.throttled_until = closed  # shown as throttled until the CRM's day ends
+        state.last_error = f"daily limit of {pace.daily_limit} requests reached"
+        return Wait(closed, throttled=True)
     if account.tat > now + RESERVE_AHEAD:
         return Wait(account.tat - RESERVE_AHEAD)
     send_at = max(account.tat, now)
@@ -153,12 +161,13 @@ def _entry(row: Any) -> ClaimedEntry:
     )
 
 
-def charge(session: Session, account_key: str, seconds_per_request: float, requests: int) -> None:
+def charge(session: Session, pace: Pace, requests: int) -> None:
     """Spend `requests` of the account's allowance from the claim's slot on (the row is
-    locked by the claim)."""
-    account = _lock_account(session, account_key)
+    locked by the claim), and of its day."""
+    account = _lock_account(session, pace.account)
     now = utcnow()
-    account.tat = max(account.tat, now) + dt.timedelta(seconds=requests * seconds_per_request)
+    account.tat = max(account.tat, now) + dt.timedelta(seconds=requests * pace.seconds_per_request)
+    daily_budget.spend(account, pace.time_zone, now, requests)
     account.updated_at = now
 
 

@@ -74,6 +74,8 @@ def _target(services: Services, org_id: str) -> tuple[Destination, Pace] | None:
         max_in_flight=config.max_concurrent_requests,
         account=destination.account,
         seconds_per_request=config.seconds_per_request(),
+        daily_limit=config.daily_requests(),
+        time_zone=config.day_zone(),
     )
     return destination, pace
 
@@ -97,7 +99,7 @@ def _flush(
             if isinstance(claim, claims.Claimed):
                 keyed = build_operations(session, org_id, claim.entries)
                 charged = destination.requests_for([op for _, op in keyed])
-                claims.charge(session, pace.account, pace.seconds_per_request, charged)
+                claims.charge(session, pace, charged)
                 sibling = claims.batches_in_flight(
                     session, org_id, utcnow()
                 ) < pace.max_in_flight and claims.has_claimable(session, org_id)
@@ -124,9 +126,8 @@ def _flush(
             attempts={(e.kind, e.key): e.attempts for e in claim.entries},
             since=[(e.source_at, e.changed_at) for e in claim.entries],
             request_ids=sorted({e.request_id for e in claim.entries if e.request_id}),
-            account=pace.account,
+            pace=pace,
             send_at=claim.send_at,
-            seconds_per_request=pace.seconds_per_request,
             requests_charged=charged,
         )
         transmit.send(services, destination, outgoing)

@@ -55,9 +55,8 @@ class Outgoing:
     attempts: dict[tuple[str, str], int]  # the CRM's earlier "retry later" answers per entry
     since: list[tuple[dt.datetime | None, dt.datetime]]  # (LOKE's time, entered the outbox)
     request_ids: list[str]  # the webhooks whose changes this batch carries
-    account: str
+    pace: claims.Pace  # the CRM account it spends, and how
     send_at: dt.datetime  # its slot in the account's allowance
-    seconds_per_request: float  # of that allowance
     requests_charged: int  # what the claim took of it
 
 
@@ -107,13 +106,13 @@ def _not_taken(services: Services, outgoing: Outgoing, exc: RetryableDeliveryErr
         )  # fmt: skip
         until = exc.until or utcnow() + dt.timedelta(seconds=pause)
         pause = (until - utcnow()).total_seconds()
-        log.warning("CRM account %s throttled (%s); paused %.1fs", outgoing.account, exc.reason,
-                    pause)  # fmt: skip
+        log.warning("CRM account %s throttled (%s); paused %.1fs", outgoing.pace.account,
+                    exc.reason, pause)  # fmt: skip
         DELIVERY_BATCHES.labels(org_id, "throttled").inc()
 
         def throttle(session: Session) -> None:
             settle.throttled(session, org_id, lease, exc.reason)
-            claims.throttle(session, outgoing.account, until)
+            claims.throttle(session, outgoing.pace.account, until)
 
         _settling(services, throttle)
         return
@@ -174,7 +173,7 @@ def _answered(services: Services, outgoing: Outgoing, result: BatchResult) -> No
         # its own: a settle that held the account's lock would wait for the organization's
         # state behind a claim that holds that state and waits for the account.
         with services.db.transaction() as session:
-            claims.charge(session, outgoing.account, outgoing.seconds_per_request, extra)
+            claims.charge(session, outgoing.pace, extra)
     applied = set(range(len(batch.operations))) - set(result.exceptions)
     _observe(outgoing, applied, retried=len(retry), dead=len(dead))
 

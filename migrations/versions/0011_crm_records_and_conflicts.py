@@ -1,4 +1,5 @@
-"""what a CRM told us: its record and list ids, conflicts, and why delivery is paused
+"""what a CRM told us: its record and list ids, conflicts, why delivery is paused, and the
+requests an account spent in the CRM's day
 
 Revision ID: 0011
 Revises: 0010
@@ -46,9 +47,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("delivery_state", schema=None) as batch_op:
         batch_op.add_column(sa.Column("pause_reason", sa.String(length=16), nullable=True))
+    with op.batch_alter_table("rate_accounts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("day_start", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("day_requests", sa.Integer(), nullable=False, server_default="0")
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("rate_accounts", schema=None) as batch_op:
+        batch_op.drop_column("day_requests")
+        batch_op.drop_column("day_start")
     with op.batch_alter_table("delivery_state", schema=None) as batch_op:
         batch_op.drop_column("pause_reason")
     op.drop_table("delivery_conflicts")

@@ -319,8 +319,8 @@ def test_a_batch_on_the_wire_keeps_its_lease_however_long_it_takes(
     outgoing = transmit.Outgoing(
         Batch(claim.batch_id, ORG, [{"type": "contact.upsert", "customerId": "C1"}]),
         lease=claim.lease, keys=[("contact", "C1")], settled_keys=[("contact", "C1")],
-        attempts={}, since=[], request_ids=[], account="slow:test", send_at=claim.send_at,
-        seconds_per_request=0, requests_charged=1,
+        attempts={}, since=[], request_ids=[], pace=pace, send_at=claim.send_at,
+        requests_charged=1,
     )  # fmt: skip
     slow = SlowDestination()
     sending = threading.Thread(target=transmit.send, args=(services, slow, outgoing))

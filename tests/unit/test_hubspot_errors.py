@@ -176,3 +176,21 @@ def test_an_empty_2xx_for_a_batch_is_a_failure_not_a_delivery(
         session.execute(update(type(entry)).values(next_attempt_at=utcnow()))
     deliver(services)
     assert contact(hubspot, "C1")
+
+
+def test_a_daily_limit_budget_closes_the_account_until_the_portals_day_ends(
+    services: Services, client: FlaskClient, loke: FakeLoke, hubspot: FakeHubSpot
+) -> None:
+    # One contact a batch: a request each.
+    assert connect(client, loke, hubspot, dailyLimit=3, batchSize=1).status_code == 201
+    apply(services, *(updated(f"C{n}", 1) for n in range(5)))
+    asked = hubspot.requests.total
+    flush_org(services, ORG, time_budget=5)
+    assert hubspot.requests.total - asked == 3
+    assert len(hubspot.contacts()) == 3
+    status = delivery_status(client)
+    assert status["state"] == "throttled"
+    assert "daily limit of 3 requests" in status["lastError"]
+    midnight = dt.datetime.combine(utcnow().date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    assert dt.datetime.fromisoformat(status["throttledUntil"]) == midnight
+    assert status["backlog"] > 0

@@ -128,6 +128,14 @@ class DestinationConfig(BaseModel):
         """How long one request uses up of the account's allowance."""
         raise NotImplementedError
 
+    def daily_requests(self) -> int | None:
+        """Requests the destination may spend per day of its CRM (None: no budget)."""
+        return None
+
+    def day_zone(self) -> str | None:
+        """The time zone of the CRM's day (None: UTC)."""
+        return None
+
     def secret_name(self) -> str:
         """What the secret is called in this destination's config (for error messages)."""
         field_info = type(self).model_fields["secret"]

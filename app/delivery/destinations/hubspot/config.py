@@ -43,6 +43,14 @@ class HubSpotConfig(DestinationConfig):
         """Ten seconds over the allowance, with a margin for the network's jitter."""
         return 10.0 / (self.requests_per_ten_seconds * PACING_MARGIN)
 
+    def daily_requests(self) -> int | None:
+        """`dailyLimit`: a budget of the portal's daily allowance for this service."""
+        return self.daily_limit
+
+    def day_zone(self) -> str | None:
+        """HubSpot's day is the portal's."""
+        return self.time_zone
+
     def account_key(self) -> str:
         """The token's allowance: HubSpot limits requests per ten seconds per token."""
         return f"hubspot:{self.portal_id}:{self.token_id}"
