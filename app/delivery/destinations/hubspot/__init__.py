@@ -36,7 +36,7 @@ from app.delivery.destinations.hubspot.outcomes import Outcomes
 # Portals whose properties this process has checked (base URL, token): after a restart, the
 # first batch checks again, in case someone deleted one in the portal meanwhile.
 _provisioned: set[tuple[str, str]] = set()
-_provisioned_lock = threading.Lock()
+_provisioned_lock = threading.Lock()  # one portal checked at a time: rare, and brief
 
 
 class HubSpotDestination:
@@ -103,8 +103,7 @@ class HubSpotDestination:
         written = contacts.ContactsWritten()
         if "contact" in by_type:
             written = contacts.upsert(api, by_type["contact"], outcomes)
-            self._memory.remember_contacts(written.record_ids)
-            self._memory.settle_conflicts(written.conflicts, written.whole)
+            self._memory.contacts_written(written.record_ids, written.conflicts, written.whole)
         if "payment" in by_type:
             orders.upsert(api, self._memory, by_type["payment"], written.record_ids, outcomes)
         if "list" in by_type:
@@ -114,12 +113,13 @@ class HubSpotDestination:
 
     def _provision_once(self) -> None:
         key = (str(self._config.base_url), self._token_id)
+        # Held while checking: the other senders of this process wait for the one that checks
+        # rather than all checking at once.
         with _provisioned_lock:
             if key in _provisioned:
                 return
-        try:
-            schema.provision(self._api)
-        except (DestinationRefused, HubSpotError) as exc:
-            raise RetryableDeliveryError(f"HubSpot properties: {exc}") from None
-        with _provisioned_lock:
+            try:
+                schema.provision(self._api)
+            except (DestinationRefused, HubSpotError) as exc:
+                raise RetryableDeliveryError(f"HubSpot properties: {exc}") from None
             _provisioned.add(key)

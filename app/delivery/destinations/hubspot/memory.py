@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from app.store import dialect_sql
 from app.store.db import Database, utcnow
@@ -46,8 +47,21 @@ class PortalMemory:
             )
             return {row.customer_id: row.record_id for row in rows}
 
+    def contacts_written(
+        self, record_ids: Mapping[str, str], conflicts: Iterable[Conflict], whole: Iterable[str]
+    ) -> None:
+        """After a contacts upsert, in one transaction: their record ids, and their conflicts
+        (see `remember_contacts` and `settle_conflicts`)."""
+        with self._db.transaction() as session:
+            self._remember(session, record_ids)
+            self._settle(session, conflicts, whole)
+
     def remember_contacts(self, record_ids: Mapping[str, str]) -> None:
         """Customers' contacts as HubSpot last named them (a merge gives a contact a new id)."""
+        with self._db.transaction() as session:
+            self._remember(session, record_ids)
+
+    def _remember(self, session: Session, record_ids: Mapping[str, str]) -> None:
         if not record_ids:
             return
         now = utcnow()
@@ -55,19 +69,18 @@ class PortalMemory:
             {"org_id": self._org, "customer_id": customer, "record_id": record, "updated_at": now}
             for customer, record in sorted(record_ids.items())
         ]
-        with self._db.transaction() as session:
-            insert = dialect_sql.insert(session, CrmContact)
-            session.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["org_id", "customer_id"],
-                    set_={
-                        "record_id": insert.excluded.record_id,
-                        "updated_at": insert.excluded.updated_at,
-                    },
-                    where=CrmContact.record_id != insert.excluded.record_id,
-                ),
-                rows,
-            )
+        insert = dialect_sql.insert(session, CrmContact)
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["org_id", "customer_id"],
+                set_={
+                    "record_id": insert.excluded.record_id,
+                    "updated_at": insert.excluded.updated_at,
+                },
+                where=CrmContact.record_id != insert.excluded.record_id,
+            ),
+            rows,
+        )
 
     def forget_contacts(self, customer_ids: Iterable[str]) -> None:
         """Record ids HubSpot no longer knows (a merged or deleted contact)."""
@@ -118,21 +131,24 @@ class PortalMemory:
 
     def settle_conflicts(self, found: Iterable[Conflict], whole: Iterable[str]) -> None:
         """Show the conflicts `found`; clear those of customers written `whole` (with email)."""
+        with self._db.transaction() as session:
+            self._settle(session, found, whole)
+
+    def _settle(self, session: Session, found: Iterable[Conflict], whole: Iterable[str]) -> None:
         found = sorted(found, key=lambda c: c.customer_id)
         clear = sorted(set(whole) | {c.customer_id for c in found})
         if not clear:
             return
         now = utcnow()
-        with self._db.transaction() as session:
-            session.execute(
-                delete(DeliveryConflict).where(
-                    DeliveryConflict.org_id == self._org,
-                    dialect_sql.is_any_of(session, DeliveryConflict.customer_id, clear),
-                )
+        session.execute(
+            delete(DeliveryConflict).where(
+                DeliveryConflict.org_id == self._org,
+                dialect_sql.is_any_of(session, DeliveryConflict.customer_id, clear),
             )
-            session.add_all(
-                DeliveryConflict(org_id=self._org, customer_id=c.customer_id,
-                                 email=(c.email or "")[:400] or None, reason=c.reason[:2000],
-                                 existing_record_id=c.existing_record_id, detected_at=now)
-                for c in found
-            )  # fmt: skip
+        )
+        session.add_all(
+            DeliveryConflict(org_id=self._org, customer_id=c.customer_id,
+                             email=(c.email or "")[:400] or None, reason=c.reason[:2000],
+                             existing_record_id=c.existing_record_id, detected_at=now)
+            for c in found
+        )  # fmt: skip
