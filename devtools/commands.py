@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -81,15 +81,26 @@ def sandbox_command(
 @click.command("demo")
 @click.option("--port", default=8000, show_default=True, help="the service's web port")
 @click.option("--sandbox-port", default=8001, show_default=True)
-@click.option("--crm-port", default=8002, show_default=True)
+@click.option("--crm", "crm_kind", type=click.Choice(["http", "hubspot"]), default="http",
+              show_default=True,
+              help="the demo CRM: the http destination's, or a fake HubSpot")  # fmt: skip
+@click.option("--crm-port", default=8002, show_default=True,
+              help="the demo CRM's port (its API and its page)")  # fmt: skip
 @click.option("--var-dir", default="var/demo", show_default=True, type=click.Path(),
               help="embedded data of the demo, wiped at every start")  # fmt: skip
 @click.option("--web-workers", default=2, show_default=True)
 @_activity_options
 def demo_command(
-    port: int, sandbox_port: int, crm_port: int, var_dir: str, web_workers: int, **activity: Any
+    port: int,
+    sandbox_port: int,
+    crm_kind: Literal["http", "hubspot"],
+    crm_port: int,
+    var_dir: str,
+    web_workers: int,
+    **activity: Any,
 ) -> None:
     """Sandbox LOKE + web, worker, beat + a demo CRM, connected: watch it sync (no servers)."""
     from devtools.demo.runner import Ports, run_demo
 
-    run_demo(_activity(activity), Ports(port, sandbox_port, crm_port), Path(var_dir), web_workers)
+    ports = Ports(port, sandbox_port, crm_port)
+    run_demo(_activity(activity), ports, Path(var_dir), web_workers, crm_kind)

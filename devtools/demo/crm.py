@@ -10,21 +10,20 @@ somebody else's system.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from importlib.resources import files
 from typing import Any
 
 from devtools.crm import FakeCrm
 from devtools.demo import fidelity, page
-from devtools.httpserver import Request, Response, json_response
+from devtools.httpserver import Request, Response
 from devtools.sandbox.state import OrgSnapshot
 
-BASE = "/demo/crm"
-BATCHES = f"{BASE}/batches"
-STYLESHEET = files("app") / "static" / "dashboard.css"  # the dashboard's look
+BATCHES = f"{page.BASE}/batches"
 
 
 class DemoCrm(FakeCrm):
     """The fake CRM of one demo organization, with its page and its fidelity report."""
+
+    name = "CRM"  # as the page and the status lines call it: "CRM matches LOKE"
 
     def __init__(
         self,
@@ -45,21 +44,15 @@ class DemoCrm(FakeCrm):
         """Where the `http` destination should POST."""
         return self.url + BATCHES
 
+    def destination(self) -> dict[str, Any]:
+        """The `http` destination the demo organization is connected with."""
+        return {"type": "http", "url": self.batch_url, "secret": self.secret, "batchSize": 200,
+                "maxRequestsPerSecond": 50}  # fmt: skip
+
     def handle(self, request: Request) -> Response:
         """Batches in; the page, its JSON and its stylesheet out."""
-        match request.method, request.path:
-            case "GET", "/" | "/demo" | "/demo/crm/":
-                return Response(302, headers={"Location": BASE})
-            case "GET", "/demo/crm":
-                html = page.render(self.report(), self.recent_operations(), self.context())
-                return Response(200, html.encode(), {"Content-Type": "text/html; charset=utf-8"})
-            case "GET", "/demo/crm/fidelity.json":
-                facts = self.context()
-                sandbox = {k: facts[k] for k in ("webhooks", "events") if k in facts}
-                return json_response(200, {**self.report(), "sandbox": sandbox})
-            case "GET", "/demo/crm/dashboard.css":
-                return Response(200, STYLESHEET.read_bytes(), {"Content-Type": "text/css"})
-        return super().handle(request)
+        shown = page.answer(request, self.report, self.recent_operations, self.context)
+        return shown or super().handle(request)
 
     def report(self) -> dict[str, Any]:
         """The fidelity report of the demo organization, with the CRM's own counters."""

@@ -30,7 +30,7 @@ def compare(
     organization opted into (only those are meant to reach the CRM)."""
     customers = _customers(truth.customers, contacts)
     paid = _payments(truth.payments, payments)
-    chosen = [_list(list_id, truth.lists.get(list_id), lists.get(list_id, set()))
+    chosen = [list_report(list_id, truth.lists.get(list_id), lists.get(list_id, set()))
               for list_id in list_ids]  # fmt: skip
     return {
         "matches": customers["loke"] == customers["matching"]
@@ -97,7 +97,11 @@ def _payments(
             "differing": differing, "missing": missing}  # fmt: skip
 
 
-def _list(list_id: str, truth: tuple[str, frozenset[str]] | None, crm: set[str]) -> dict[str, Any]:
+def list_report(
+    list_id: str, truth: tuple[str, frozenset[str]] | None, crm: set[str]
+) -> dict[str, Any]:
+    """One opted-in list: LOKE's (name, member ids) against the customer ids the CRM holds in
+    it (None: the list is gone at LOKE, so the CRM should hold nobody)."""
     name, members = truth if truth is not None else ("(deleted at LOKE)", frozenset[str]())
     missing, extra = len(members - crm), len(crm - members)
     return {"id": list_id, "name": name, "loke": len(members), "crm": len(crm),

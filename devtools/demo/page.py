@@ -1,14 +1,24 @@
-"""The demo CRM's one page: does the CRM match LOKE, and what has just arrived."""
+"""The demo CRM's one page: does the CRM match LOKE, and what has just arrived.
+
+Both demo CRMs (the `http` one and the fake HubSpot) serve it at the same paths, each with its
+own template, so a person and the tests find it in the same place whichever runs.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from devtools.httpserver import Request, Response, json_response
+
+BASE = "/demo/crm"
 REFRESH_SECONDS = 2
+STYLESHEET = files("app") / "static" / "dashboard.css"  # the dashboard's look
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
     autoescape=select_autoescape(default=True),
@@ -17,8 +27,37 @@ _env.filters["number"] = lambda n: f"{n:,}"
 _env.filters["clock"] = lambda t: dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
 
 
-def render(report: dict[str, Any], recent: list[dict[str, Any]], context: dict[str, Any]) -> str:
+def render(
+    report: dict[str, Any],
+    recent: list[dict[str, Any]],
+    context: dict[str, Any],
+    template: str = "demo_crm.html",
+) -> str:
     """HTML for `/demo/crm`; refreshes itself, so a person can just watch it."""
-    return _env.get_template("demo_crm.html").render(
+    return _env.get_template(template).render(
         report=report, recent=recent, refresh=REFRESH_SECONDS, **context
     )
+
+
+def answer(
+    request: Request,
+    report: Callable[[], dict[str, Any]],
+    recent: Callable[[], list[dict[str, Any]]],
+    context: Callable[[], dict[str, Any]],
+    template: str = "demo_crm.html",
+) -> Response | None:
+    """The page, its JSON (the report with the sandbox's counters) and its stylesheet; None
+    for any other request, which is the CRM's own."""
+    match request.method, request.path:
+        case "GET", "/" | "/demo" | "/demo/crm/":
+            return Response(302, headers={"Location": BASE})
+        case "GET", "/demo/crm":
+            html = render(report(), recent(), context(), template)
+            return Response(200, html.encode(), {"Content-Type": "text/html; charset=utf-8"})
+        case "GET", "/demo/crm/fidelity.json":
+            facts = context()
+            sandbox = {k: facts[k] for k in ("webhooks", "events") if k in facts}
+            return json_response(200, {**report(), "sandbox": sandbox})
+        case "GET", "/demo/crm/dashboard.css":
+            return Response(200, STYLESHEET.read_bytes(), {"Content-Type": "text/css"})
+    return None

@@ -1,10 +1,11 @@
 """`loke-sync demo`: sandbox + service + CRM on one machine, connected, with live traffic.
 
-The sandbox and the demo CRM are thread servers in this process (the CRM's fidelity view reads
-the sandbox's truth from memory); web, worker and beat are child processes started and
-supervised exactly as `loke-sync run` does, on embedded defaults under their own VAR_DIR, which
-is wiped at each start: the sandbox and the CRM keep everything in memory, so a database left
-from an earlier demo would describe a world that no longer exists.
+The CRM is the `http` destination's fake CRM (`--crm http`) or a fake HubSpot portal
+(`--crm hubspot`). The sandbox and the demo CRM are thread servers in this process (the CRM's
+fidelity view reads the sandbox's truth from memory); web, worker and beat are child processes
+started and supervised exactly as `loke-sync run` does, on embedded defaults under their own
+VAR_DIR, which is wiped at each start: the sandbox and the CRM keep everything in memory, so a
+database left from an earlier demo would describe a world that no longer exists.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol, Self
 
 import click
 import requests
@@ -25,6 +27,7 @@ import requests
 from app.core.config import load_settings
 from app.core.processes import start_service, supervise
 from devtools.demo.crm import DemoCrm
+from devtools.demo.hubspot import DemoHubSpot
 from devtools.sandbox.server import LokeSandbox
 from devtools.sandbox.simulation import Simulator
 from devtools.sandbox.standalone import Activity
@@ -36,6 +39,21 @@ MARKER = ".loke-sync-demo"  # only a folder carrying it is ever wiped
 LIST_INTERVAL_SECONDS = 60  # the shortest the API accepts
 STATUS_SECONDS = 5
 SERVER_SETTINGS = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "ADMIN_TOKEN", "SECRET_KEY")
+CrmKind = Literal["http", "hubspot"]
+
+
+class DemoTarget(Protocol):
+    """What the demo needs of its CRM (`DemoCrm` or `DemoHubSpot`)."""
+
+    name: str  # "CRM" or "HubSpot": "<name> matches LOKE"
+    list_ids: list[str]
+
+    @property
+    def url(self) -> str: ...
+    def start(self) -> Self: ...
+    def stop(self) -> None: ...
+    def destination(self) -> dict[str, Any]: ...
+    def report(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +69,9 @@ def lists_for(customers: int) -> list[tuple[str, int]]:
             ("Staff", min(12, customers))]  # fmt: skip
 
 
-def run_demo(activity: Activity, ports: Ports, var_dir: Path, web_workers: int) -> None:
+def run_demo(
+    activity: Activity, ports: Ports, var_dir: Path, web_workers: int, crm_kind: CrmKind = "http"
+) -> None:
     """Start everything, connect the demo organization, print where to look; Ctrl-C stops."""
     _fresh(var_dir)
     sandbox = activity.sandbox(CLIENT_ID, secrets.token_urlsafe(16), ports.sandbox)
@@ -59,14 +79,14 @@ def run_demo(activity: Activity, ports: Ports, var_dir: Path, web_workers: int) 
     chosen = [list_ids["VIP guests"], list_ids["Newsletter"]]
     web = f"http://127.0.0.1:{ports.web}"
     simulator = Simulator(sandbox, ORG_ID, rng, list_ids=chosen)
-    crm = DemoCrm(
-        secrets.token_urlsafe(24),
-        sandbox.snapshot,
-        ORG_ID,
-        chosen,
-        context=lambda: _page_facts(web, sandbox, simulator),
-        port=ports.crm,
-    )
+    facts = partial(_page_facts, web, sandbox, simulator)  # read again at every refresh
+    crm: DemoTarget
+    if crm_kind == "hubspot":
+        crm = DemoHubSpot(sandbox.snapshot, ORG_ID, chosen, facts, ports.crm)
+        crm.prepare(sandbox)  # before the backfill, which must meet what it sets up
+    else:
+        secret = secrets.token_urlsafe(24)
+        crm = DemoCrm(secret, sandbox.snapshot, ORG_ID, chosen, facts, ports.crm)
     sandbox.start()
     crm.start()
     failed, done = threading.Event(), threading.Event()
@@ -131,7 +151,7 @@ def _connect_when_ready(
     web: str,
     token: str,
     sandbox: LokeSandbox,
-    crm: DemoCrm,
+    crm: DemoTarget,
     simulator: Simulator,
     failed: threading.Event,
     done: threading.Event,
@@ -140,8 +160,7 @@ def _connect_when_ready(
         _wait_ready(web)
         body = {
             "name": ORG_NAME,
-            "destination": {"type": "http", "url": crm.batch_url, "secret": crm.secret,
-                            "batchSize": 200, "maxRequestsPerSecond": 50},
+            "destination": crm.destination(),
             "lists": crm.list_ids,
             "listSyncIntervalSeconds": LIST_INTERVAL_SECONDS,
         }  # fmt: skip
@@ -158,26 +177,30 @@ def _connect_when_ready(
         click.echo(f"demo: setup failed: {exc}", err=True)
         failed.set()
         return
+    fake_api = f"  HubSpot API     {crm.url}   (a fake portal)\n" if crm.name == "HubSpot" else ""
     click.echo(
         f"\nLOKE CRM sync demo is running ({activity.customers:,} customers,"
         f" {activity.rate:g} events/s, seed {activity.seed}):\n"
         f"  dashboard       {web}/   (admin token: {token})\n"
-        f"  CRM vs LOKE     {crm.url}/demo/crm\n"
+        f"  {crm.name + ' vs LOKE':<16}{crm.url}/demo/crm\n"
         f"  fidelity JSON   {crm.url}/demo/crm/fidelity.json\n"
-        f"  LOKE sandbox    {sandbox.url}\n"
+        f"  LOKE sandbox    {sandbox.url}\n{fake_api}"
         "Ctrl-C stops everything."
     )
     while not done.wait(STATUS_SECONDS):
-        click.echo(_status_line(crm.report(), sandbox.firer.stats()))
+        click.echo(_status_line(crm.name, crm.report(), sandbox.firer.stats()))
 
 
-def _status_line(report: dict[str, Any], webhooks: dict[str, Any]) -> str:
+def _status_line(name: str, report: dict[str, Any], webhooks: dict[str, Any]) -> str:
     customers, payments = report["customers"], report["payments"]
     lists = sum(1 for entry in report["lists"] if entry["matches"])
-    verdict = "CRM matches LOKE" if report["matches"] else "catching up"
+    verdict = f"{name} matches LOKE" if report["matches"] else "catching up"
+    # Only HubSpot has them: customers written without an email another contact holds.
+    conflicts = customers.get("conflicts")
+    aside = f" ({conflicts:,} email conflicts)" if conflicts else ""
     return (
         f"{time.strftime('%H:%M:%S')} {verdict}: customers {customers['matching']:,}"
-        f"/{customers['loke']:,} · payments {payments['matching']:,}/{payments['loke']:,}"
+        f"/{customers['loke']:,}{aside} · payments {payments['matching']:,}/{payments['loke']:,}"
         f" · lists {lists}/{len(report['lists'])} · webhooks fired {webhooks['fired']:,}"
     )
 

@@ -61,14 +61,17 @@ class Demo:
 
 
 @contextmanager
-def running_demo(workdir: Path, customers: int, events: int) -> Iterator[Demo]:
-    """`loke-sync demo` on free ports with `workdir` as its working directory; SIGINT at exit."""
+def running_demo(
+    workdir: Path, customers: int, events: int, crm_kind: str = "http"
+) -> Iterator[Demo]:
+    """`loke-sync demo --crm <crm_kind>` on free ports with `workdir` as its working directory;
+    SIGINT at exit."""
     web, sandbox, crm = free_port(), free_port(), free_port()
     script = Path(sys.executable).parent / "loke-sync"
     argv = [str(script), "demo", "--port", str(web), "--sandbox-port", str(sandbox),
             "--crm-port", str(crm), "--customers", str(customers), "--rate", "25",
             "--max-events", str(events), "--list-churn-seconds", "0",
-            "--quiet-seconds", "0", "--retry-base-seconds", "1"]  # fmt: skip
+            "--quiet-seconds", "0", "--retry-base-seconds", "1", "--crm", crm_kind]  # fmt: skip
     with (workdir / "demo.log").open("wb") as log:
         # Its own session, so the check below sees every process it started, grandchildren too.
         process = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
