@@ -107,7 +107,7 @@ def claim_batch(
     closed = daily_budget.closed_until(account, pace.daily_limit, pace.time_zone, now)
     if closed is not None:
         account.throttled_until = closed  # shown as throttled until the CRM's day ends
-        state.last_error = f"daily limit of {pace.daily_limit} requests reached"
+        account.throttle_reason = f"daily limit of {pace.daily_limit} requests reached"
         return Wait(closed, throttled=True)
     if account.tat > now + RESERVE_AHEAD:
         return Wait(account.tat - RESERVE_AHEAD)
@@ -171,11 +171,11 @@ def charge(session: Session, pace: Pace, requests: int) -> None:
     account.updated_at = now
 
 
-def throttle(session: Session, account: str, until: dt.datetime) -> None:
+def throttle(session: Session, account: str, until: dt.datetime, reason: str) -> None:
     """The CRM said the account is over its limit: nobody spends it before `until`."""
     row = _lock_account(session, account)
     if row.throttled_until is None or row.throttled_until < until:
-        row.throttled_until = until
+        row.throttled_until, row.throttle_reason = until, reason
     row.updated_at = utcnow()
 
 

@@ -112,7 +112,7 @@ def _not_taken(services: Services, outgoing: Outgoing, exc: RetryableDeliveryErr
 
         def throttle(session: Session) -> None:
             settle.throttled(session, org_id, lease, exc.reason)
-            claims.throttle(session, outgoing.pace.account, until)
+            claims.throttle(session, outgoing.pace.account, until, exc.reason)
 
         _settling(services, throttle)
         return

@@ -65,7 +65,7 @@ def delivery(session: Session, org: Organization) -> dict[str, Any]:
         select(func.count()).where(DeadLetter.org_id == org.id, DeadLetter.replayed_at.is_(None))
     )
     state = session.get(DeliveryState, org.id)
-    throttled_until = _throttled_until(session, org, now)
+    throttled_until, throttle_reason = _throttled(session, org, now)
     unreachable = state is not None and state.unreachable_since is not None
     rejected = unreachable and state is not None and state.pause_reason == "credentials"
     conflicts = session.scalar(select(func.count()).where(DeliveryConflict.org_id == org.id))
@@ -87,6 +87,7 @@ def delivery(session: Session, org: Organization) -> dict[str, Any]:
         "unreachableSince": _iso(state.unreachable_since) if state else None,
         "pausedUntil": _iso(state.paused_until) if unreachable and state else None,
         "throttledUntil": _iso(throttled_until),
+        "throttleReason": throttle_reason,
         "lastError": state.last_error if state else None,
     }
 
@@ -112,15 +113,18 @@ def conflicts(session: Session, org_id: str, limit: int, offset: int = 0) -> lis
     ]
 
 
-def _throttled_until(session: Session, org: Organization, now: dt.datetime) -> dt.datetime | None:
+def _throttled(
+    session: Session, org: Organization, now: dt.datetime
+) -> tuple[dt.datetime | None, str | None]:
+    """Until when the destination's CRM account is closed, and why."""
     try:
         account = parse_config(org.destination).account_key()
     except (ValueError, NotImplementedError):  # no destination yet, or not one we know
-        return None
+        return None, None
     row = session.get(RateAccount, account)
     if row is None or row.throttled_until is None or row.throttled_until <= now:
-        return None
-    return row.throttled_until
+        return None, None
+    return row.throttled_until, row.throttle_reason
 
 
 def _iso(value: Any) -> str | None:

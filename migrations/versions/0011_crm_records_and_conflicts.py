@@ -48,6 +48,7 @@ def upgrade() -> None:
     with op.batch_alter_table("delivery_state", schema=None) as batch_op:
         batch_op.add_column(sa.Column("pause_reason", sa.String(length=16), nullable=True))
     with op.batch_alter_table("rate_accounts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("throttle_reason", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("day_start", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
             sa.Column("day_requests", sa.Integer(), nullable=False, server_default="0")
@@ -58,6 +59,7 @@ def downgrade() -> None:
     with op.batch_alter_table("rate_accounts", schema=None) as batch_op:
         batch_op.drop_column("day_requests")
         batch_op.drop_column("day_start")
+        batch_op.drop_column("throttle_reason")
     with op.batch_alter_table("delivery_state", schema=None) as batch_op:
         batch_op.drop_column("pause_reason")
     op.drop_table("delivery_conflicts")

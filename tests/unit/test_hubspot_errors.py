@@ -122,7 +122,7 @@ def test_the_daily_limit_closes_the_account_until_the_recheck_without_retrying_i
     expected = min(before + dt.timedelta(seconds=600), midnight)
     assert expected - dt.timedelta(seconds=5) < until <= expected + dt.timedelta(seconds=5)
     assert result.resume_in > (expected - before).total_seconds() - 10
-    assert "daily limit" in status["lastError"]
+    assert "daily limit" in status["throttleReason"]
     hubspot.reset_daily()
     hubspot.set_limits(10_000, daily=None)
     end_pauses(services)
@@ -190,7 +190,25 @@ def test_a_daily_limit_budget_closes_the_account_until_the_portals_day_ends(
     assert len(hubspot.contacts()) == 3
     status = delivery_status(client)
     assert status["state"] == "throttled"
-    assert "daily limit of 3 requests" in status["lastError"]
+    assert "daily limit of 3 requests" in status["throttleReason"]
     midnight = dt.datetime.combine(utcnow().date() + dt.timedelta(days=1), dt.time(), dt.UTC)
     assert dt.datetime.fromisoformat(status["throttledUntil"]) == midnight
     assert status["backlog"] > 0
+
+
+def test_a_batch_answered_after_the_daily_429_does_not_hide_why_the_account_is_closed(
+    services: Services, client: FlaskClient, connected: None, hubspot: FakeHubSpot
+) -> None:
+    from app.delivery import claims, settle
+
+    apply(services, updated("C1", 1))
+    deliver(services)  # the account and the organization's delivery state exist
+    with services.db.transaction() as session:
+        [account] = session.scalars(select(RateAccount))
+        claims.throttle(session, account.key, utcnow() + dt.timedelta(minutes=10),
+                        "daily limit reached: You have reached your daily limit.")  # fmt: skip
+    with services.db.transaction() as session:  # another batch's answer, settled afterwards
+        settle.answered(session, ORG, "another-lease")
+    status = delivery_status(client)
+    assert status["state"] == "throttled"
+    assert "daily limit" in status["throttleReason"]

@@ -88,6 +88,7 @@ class RateAccount(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     tat: Mapped[dt.datetime]  # theoretical arrival time of the next allowed request
     throttled_until: Mapped[dt.datetime | None]
+    throttle_reason: Mapped[str | None] = mapped_column(Text)  # the CRM's words, or our budget's
     # Requests spent in the CRM's current day (see app/delivery/daily_budget.py).
     day_start: Mapped[dt.datetime | None]
     day_requests: Mapped[int] = mapped_column(Integer, default=0)
