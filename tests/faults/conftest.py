@@ -1,9 +1,11 @@
 """Fault-suite fixtures: private Redis and PostgreSQL servers for the whole session (a fresh
-database and an emptied Redis per scenario), real processes with short clocks, and the table of
-every scenario's figures printed at the end of the run."""
+database and an emptied Redis per scenario), real processes with short clocks, the same
+environment delivering to a fake HubSpot portal, and the table of every scenario's figures
+printed at the end of the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from _pytest.terminal import TerminalReporter
 
 from app.store.migrate import upgrade
 from devtools.crm import FakeCrm
+from tests.faults import hubspot
 from tests.faults.harness import FaultEnv
 from tests.faults.report import ARTIFACTS, WRITTEN, table
 from tests.support.fake_loke import FakeLoke
@@ -87,6 +90,15 @@ def fault_env(
         finally:
             stack.stop_all()
             private_postgres.ensure_running()  # a failed scenario may have left it down
+
+
+@pytest.fixture
+def hubspot_fault_env(fault_env: FaultEnv) -> Iterator[FaultEnv]:
+    """`fault_env` whose organization delivers to a fake HubSpot portal (destination type
+    `hubspot`, with HubSpot's latency and limits) instead of the recording CRM."""
+    with hubspot.fake_portal() as portal:
+        fault_env.stack.env |= hubspot.HUBSPOT_CLOCKS  # before any process starts
+        yield dataclasses.replace(fault_env, hubspot=portal)
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:

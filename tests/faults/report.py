@@ -5,7 +5,8 @@ the CRM is the truth; `lost` those missing; `stale` those present with an older 
 `duplicates` effects at the CRM that no event caused (an entity or a membership not in the
 truth). `reapplied` counts operations the CRM applied again with the same content, and
 `resent_batches` batches it saw again under an Idempotency-Key it had applied: at-least-once
-delivery allows them (they change nothing) only where a fault lost an answer or a settle.
+delivery allows them (they change nothing) only where a fault lost an answer or a settle. A CRM
+that keeps no trace of either (HubSpot's records) leaves them None: not measured.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class FaultReport:
     lost: int
     stale: int
     duplicates: int
-    reapplied: int
-    resent_batches: int  # the CRM saw an Idempotency-Key again and did not apply it twice
+    reapplied: int | None  # None: not measured (see the module's docstring)
+    resent_batches: int | None  # the CRM saw an Idempotency-Key again, did not apply it twice
     drain_seconds: float  # fault healed and stream settled -> CRM final state right
     total_seconds: float  # first event sent -> CRM final state right
     notes: dict[str, Any] = field(default_factory=dict)
@@ -133,7 +134,11 @@ def table(reports: list[FaultReport]) -> str:
     for r in reports:
         notes = ", ".join(f"{k} {v}" for k, v in r.notes.items())
         row = (r.fault, f"{r.sent:,}", f"{r.accepted:,}", f"{r.delivered:,} of {r.expected:,}",
-               str(r.lost), str(r.duplicates), str(r.resent_batches), str(r.reapplied),
+               str(r.lost), str(r.duplicates), _measured(r.resent_batches), _measured(r.reapplied),
                f"{r.drain_seconds:.1f}")  # fmt: skip
         lines.append("| " + " | ".join(row) + f" | {notes} |")
     return "\n".join(lines)
+
+
+def _measured(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
