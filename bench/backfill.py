@@ -34,6 +34,7 @@ import psycopg
 import requests
 
 from app.core.queues import QueueName
+from bench import backfill_hubspot
 from bench.common import (
     CRM_SECRET,
     BenchStack,
@@ -302,7 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--loke-latency", type=float, default=0.0,
                         help="seconds LOKE takes to answer a page")  # fmt: skip
+    parser.add_argument("--destination", choices=("http", "hubspot"), default="http",
+                        help="hubspot: a backfill into the fake HubSpot instead")  # fmt: skip
+    parser.add_argument("--requests-per-ten-seconds", type=int, default=190,
+                        help="hubspot: the token's allowance (fake and destination)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.destination == "hubspot":
+        return backfill_hubspot.main(args)
     big = args.big or (50_000 if args.quick else 200_000)
     small = args.small or (10_000 if args.quick else 20_000)
     limited = args.limited or (10_000 if args.quick else 20_000)
