@@ -92,27 +92,6 @@ def delivery(session: Session, org: Organization) -> dict[str, Any]:
     }
 
 
-def conflicts(session: Session, org_id: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
-    """The customers the CRM holds without their email, newest first, and why."""
-    rows = session.scalars(
-        select(DeliveryConflict)
-        .where(DeliveryConflict.org_id == org_id)
-        .order_by(DeliveryConflict.detected_at.desc(), DeliveryConflict.customer_id)
-        .limit(limit)
-        .offset(offset)
-    )
-    return [
-        {
-            "customerId": row.customer_id,
-            "email": row.email,
-            "reason": row.reason,
-            "existingRecordId": row.existing_record_id,
-            "detectedAt": _iso(row.detected_at),
-        }
-        for row in rows
-    ]
-
-
 def _throttled(
     session: Session, org: Organization, now: dt.datetime
 ) -> tuple[dt.datetime | None, str | None]:

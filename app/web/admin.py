@@ -11,13 +11,14 @@ from app.backfill import runs as backfill_runs
 from app.core.services import current_services
 from app.deadletters.listing import as_json, listing
 from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
+from app.delivery import conflicts
 from app.lists import report as list_report
 from app.lists import runs as list_runs
 from app.loke.client import current_loke_client
 from app.loke.errors import LokeError
 from app.mirror import view as customer_view
 from app.orgs import connect as org_connect
-from app.orgs.status import conflicts, status
+from app.orgs.status import status
 from app.orgs.subscriptions import subscribe
 from app.orgs.webhook_secrets import WebhookSecrets
 from app.store.models import BackfillRun, Organization
@@ -153,7 +154,15 @@ def get_conflicts(org_id: str) -> tuple[Response, int]:
     with current_services().db.transaction() as session:
         if session.get(Organization, org_id) is None:
             return error(404, "not_found", f"organization {org_id} is not known")
-        return jsonify({"conflicts": conflicts(session, org_id, limit, offset)}), 200
+        return jsonify({"conflicts": conflicts.listing(session, org_id, limit, offset)}), 200
+
+
+@admin.post("/orgs/<id:org_id>/conflicts/retry")
+def retry_conflicts(org_id: str) -> tuple[Response, int]:
+    """Send every conflicted customer again (after fixing the cause in the CRM)."""
+    if not _connected(org_id):
+        return error(404, "not_found", f"organization {org_id} is not connected")
+    return jsonify({"retried": conflicts.retry(current_services(), org_id)}), 202
 
 
 @admin.get("/dead-letters")

@@ -26,12 +26,13 @@ from app.core.services import current_services
 from app.core.validation import summary
 from app.deadletters.listing import as_json, listing
 from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
+from app.delivery import conflicts
 from app.lists import report as list_report
 from app.lists import runs as list_runs
 from app.loke.client import current_loke_client
 from app.loke.errors import LokeError
 from app.orgs import connect as org_connect
-from app.orgs.status import conflicts, status
+from app.orgs.status import status
 from app.orgs.subscriptions import subscribe
 from app.orgs.webhook_secrets import WebhookSecrets
 from app.store.models import Organization
@@ -122,7 +123,7 @@ def org_page(org_id: str) -> str | tuple[str, int]:
             return _not_found(f"Organization {org_id} is not known.")
         org_status = status(session, org)
         dead = [as_json(letter) for letter in listing(session, org_id, RECENT_DEAD_LETTERS)]
-        conflicted = conflicts(session, org_id, RECENT_DEAD_LETTERS)
+        conflicted = conflicts.listing(session, org_id, RECENT_DEAD_LETTERS)
     loke_error = None
     try:
         connected = org_status["connected"]
@@ -197,6 +198,16 @@ def start_backfill(org_id: str) -> Response:
         flash(f"Backfill {started.run_id} started.", "ok")
     else:
         flash(f"Backfill {started.run_id} is already running.", "error")
+    return _back_to_org(org_id)
+
+
+@dashboard.post("/orgs/<id:org_id>/conflicts/retry")
+def retry_conflicts(org_id: str) -> Response:
+    """Send every conflicted customer again."""
+    if not _connected(org_id):
+        flash(f"Organization {org_id} is not connected.", "error")
+        return _back_to_org(org_id)
+    flash(f"{conflicts.retry(current_services(), org_id)} customers sent again.", "ok")
     return _back_to_org(org_id)
 
 

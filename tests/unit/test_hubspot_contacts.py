@@ -247,3 +247,25 @@ def test_purging_an_organization_forgets_what_hubspot_told_us(
     with services.db.transaction() as session:
         assert session.scalars(select(CrmContact)).all() == []
         assert session.scalars(select(DeliveryConflict)).all() == []
+
+
+def test_conflicts_are_sent_again_on_request_once_fixed_in_hubspot(
+    services: Services, client: FlaskClient, connected: None, hubspot: FakeHubSpot
+) -> None:
+    apply(services, updated("C1", 1, email="pat@example.com"))
+    deliver(services)
+    apply(services, updated("C2", 1, email="pat@example.com"))
+    deliver(services)
+    assert len(conflicts(client)) == 1
+    # In HubSpot, someone gives C1's contact another email: C2's is free now.
+    moved = {"id": contact(hubspot, "C1")["id"], "properties": {"email": "pat.work@example.com"}}
+    fixed = requests.post(f"{hubspot.url}/crm/objects/2026-03/contacts/batch/update", timeout=5,
+                          headers={"Authorization": f"Bearer {TOKEN}"},
+                          json={"inputs": [moved]})  # fmt: skip
+    assert fixed.status_code == 200, fixed.text
+    answer: Any = client.post(f"/api/orgs/{ORG}/conflicts/retry", headers=AUTH)
+    assert answer.status_code == 202
+    assert answer.json == {"retried": 1}
+    deliver(services)
+    assert contact(hubspot, "C2")["email"] == "pat@example.com"
+    assert conflicts(client) == []

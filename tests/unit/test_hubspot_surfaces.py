@@ -70,6 +70,9 @@ def test_the_dashboard_shows_the_portal_conflicts_and_a_rejected_token(
     assert f"portal {hubspot.portal_id()}" in shown
     assert "1 customers held without their email" in shown
     assert "HubSpot calls the email invalid" in shown
+    assert "Retry conflicts" in shown
+    retried = client.post(f"/orgs/{ORG}/conflicts/retry", data={"csrf": signed_in})
+    assert retried.status_code == 303
     assert HUBSPOT_TOKEN not in shown
     hubspot.revoke(HUBSPOT_TOKEN)
     apply(services, updated("C1", 2))
