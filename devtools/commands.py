@@ -34,6 +34,9 @@ def _activity_options(command: Callable[..., None]) -> Callable[..., None]:
                      help="share of webhooks delivered twice"),
         click.option("--out-of-order", default=0.1, show_default=True, type=click.FloatRange(0, 1),
                      help="share of webhooks held back so later ones overtake them"),
+        click.option("--lost-payments", default=0.0, show_default=True,
+                     type=click.FloatRange(0, 1),
+                     help="share of payment webhooks never delivered (reconciliation heals them)"),
         click.option("--retry-base-seconds", default=10.0, show_default=True,
                      type=click.FloatRange(0.01), help="LOKE's first retry delay (then x2)"),
     ]  # fmt: skip

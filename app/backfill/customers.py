@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from app.backfill import paged_runs
+from app.backfill import paged_runs, payments
 from app.core.metrics import PAGES
 from app.core.services import Services
 from app.core.task_names import BACKFILL_PAGE, DELIVERY_FLUSH
@@ -47,6 +47,9 @@ def _run_page(
     )
     if fetched is None:
         return
+    if payments.is_payments_page(fetched.url):
+        payments.apply_page(services, run_id, fetched)
+        return
     changes, invalid = parse_customers(fetched.page.items)
     with services.db.transaction() as session:
         run = paged_runs.lock_at(session, BackfillRun, run_id, fetched.url)
@@ -57,6 +60,8 @@ def _run_page(
         run.customers += len(changes)
         run.invalid += invalid
         paged_runs.advance(run, fetched)
+        if run.status == "finished":
+            payments.begin(services, run)
     PAGES.labels("backfill").inc()
     services.db.refresh_statistics("customers", "outbox", only_if_stale=True)
     if changed:

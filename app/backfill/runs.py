@@ -1,5 +1,5 @@
-"""Backfill runs: one full read of an organization's customers at a time, started, resumed from
-its checkpoint after a failure, and reported."""
+"""Backfill runs: one full read of an organization's customers, then of its payment history, at
+a time; started, resumed from its checkpoint after a failure, and reported."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.backfill import payment_history
 from app.core.services import Services
 from app.core.task_names import BACKFILL_PAGE
 from app.store.db import utcnow
@@ -52,6 +53,7 @@ def start(services: Services, org_id: str) -> Started:
                 run = latest  # resume from its checkpoint
                 run.status, run.attempts, run.finished_at = "running", 0, None
             else:
+                with_payments, payments_from = payment_history.since(org.payment_history, now)
                 run = BackfillRun(
                     org_id=org_id,
                     status="running",
@@ -61,6 +63,10 @@ def start(services: Services, org_id: str) -> Started:
                     invalid=0,
                     attempts=0,
                     started_at=now,
+                    phase="customers",
+                    with_payments=with_payments,
+                    payments_from=payments_from,
+                    payments=0,
                 )
                 session.add(run)
             run.updated_at = now
@@ -93,7 +99,11 @@ def progress(run: BackfillRun | None) -> dict[str, Any] | None:
         "id": run.id,
         "status": run.status,
         "pages": run.pages,
+        "phase": run.phase,
         "customers": run.customers,
+        "payments": run.payments,
+        "paymentsSince": run.payments_from.isoformat() if run.payments_from else None,
+        "withPayments": run.with_payments,
         "invalid": run.invalid,
         "customersPerSecond": round(run.customers / elapsed, 1),
         "startedAt": run.started_at.isoformat(),

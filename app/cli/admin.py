@@ -76,10 +76,12 @@ def orgs_discover() -> None:
               help="the HubSpot token's allowance (190 on Pro and Enterprise)")  # fmt: skip
 @click.option("--list-name-prefix", default="LOKE: ", show_default=True,
               help="HubSpot lists are named this and the LOKE list's name")  # fmt: skip
+@click.option("--payment-history-since", default="365", show_default=True,
+              help="payments to read: days back, an ISO date, 'all' or 0 (none)")  # fmt: skip
 def orgs_connect(
     org_id: str, url: str | None, secret: str | None, batch_size: int,
     max_requests_per_second: float, hubspot_token: str | None, hubspot_base_url: str | None,
-    requests_per_ten_seconds: int, list_name_prefix: str,
+    requests_per_ten_seconds: int, list_name_prefix: str, payment_history_since: str,
 ) -> None:  # fmt: skip
     """Connect an organization to an http destination (--url, --secret) or to HubSpot
     (--hubspot-token): subscribe its webhooks at LOKE and start its backfill."""
@@ -97,8 +99,14 @@ def orgs_connect(
                        "maxRequestsPerSecond": max_requests_per_second}  # fmt: skip
     else:
         raise click.UsageError("give either --url and --secret (http) or --hubspot-token")
+    history: int | str | None = payment_history_since
+    if payment_history_since == "all":
+        history = None
+    elif payment_history_since.isdigit():
+        history = int(payment_history_since)
+    body = {"destination": destination, "paymentHistorySince": history}
     with _service() as (services, loke):
-        created = connect(services, loke, org_id, {"destination": destination})
+        created = connect(services, loke, org_id, body)
     click.echo(f"{org_id} {'connected; backfill started' if created else 'updated'}")
 
 
@@ -119,7 +127,8 @@ def orgs_disconnect(org_id: str, purge: bool) -> None:
 @click.argument("org_id")
 @click.option("--follow", is_flag=True, help="show progress until the backfill finishes")
 def backfill_command(org_id: str, follow: bool) -> None:
-    """Start a full backfill of an organization's customers (or resume a failed one)."""
+    """Start a full backfill of an organization's customers, then its payment history (or
+    resume a failed one)."""
     from app.backfill import runs as backfill_runs
     from app.store.models import BackfillRun
 
@@ -150,8 +159,9 @@ def _progress_line(run: dict[str, Any]) -> str:
     width = 30
     filled = width if run["status"] == "finished" else run["pages"] % width
     bar = "#" * filled + "." * (width - filled)
+    payments = f" · payments {run['payments']:,}" if run.get("phase") == "payments" else ""
     return (f"[{bar}] {run['status']} · pages {run['pages']} · customers {run['customers']:,}"
-            f" · {run['customersPerSecond']:,.0f}/s")  # fmt: skip
+            f" · {run['customersPerSecond']:,.0f}/s{payments}")  # fmt: skip
 
 
 @click.group("dead-letters")

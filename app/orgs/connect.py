@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from app.backfill import payment_history
 from app.backfill import runs as backfill_runs
 from app.core.services import Services
 from app.core.validation import NO_NUL, is_list_id
@@ -62,6 +63,9 @@ class OrgRequest(BaseModel):
     list_sync_interval_seconds: int | None = Field(
         None, alias="listSyncIntervalSeconds", ge=60, le=7 * 24 * 3600
     )
+    # Days, an ISO date, or null (all): checked by payment_history.parse; null differs from
+    # leaving it out (the model's fields_set tells them apart).
+    payment_history_since: Any = Field(None, alias="paymentHistorySince")
 
 
 def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> bool:
@@ -76,6 +80,12 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
     config = destinations.parse_config(request.destination) if request.destination else None
     if config is not None:
         config = _prepared(services, org_id, config)
+    history = None
+    if "payment_history_since" in request.model_fields_set:
+        try:
+            history = payment_history.parse(request.payment_history_since)
+        except payment_history.InvalidHistory as exc:
+            raise InvalidRequest(str(exc)) from None
     for list_id in request.lists or []:
         if not is_list_id(list_id):
             raise InvalidRequest("lists must be LOKE list ids: 1 to 64 characters, no NUL")
@@ -106,6 +116,8 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
             org.lists = sorted(set(request.lists))
         if request.list_sync_interval_seconds is not None:
             org.list_sync_interval_seconds = request.list_sync_interval_seconds
+        if history is not None:
+            org.payment_history = history
         org.updated_at = now
         if config is not None and new_destination:
             _new_destination(session, org_id)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.backfill import payment_history
 from app.backfill import runs as backfill_runs
 from app.delivery.claims import batches_in_flight
 from app.delivery.destinations import parse_config
@@ -34,6 +35,7 @@ def status(session: Session, org: Organization) -> dict[str, Any]:
         "destination": org.destination,
         "lists": org.lists,
         "listSyncIntervalSeconds": org.list_sync_interval_seconds,
+        "paymentHistorySince": payment_history.as_json(org.payment_history),
         "subscription": {
             "status": org.subscription_status,
             "error": org.subscription_error,

@@ -42,6 +42,9 @@ class DeliveryStyle:
     duplicate_ratio: float = 0.05  # the same body delivered a second time
     out_of_order_ratio: float = 0.1  # held back long enough for later events to overtake it
     out_of_order_delay: float = 3.0
+    # Payment webhooks LOKE gives up on for good (its retries end within minutes): only a
+    # backfill or the reconciliation can bring these payments and refunds.
+    lost_payment_ratio: float = 0.0
 
     def plan(self, rng: random.Random) -> list[float]:
         """Delays (seconds from now) of each delivery of one event: one, or two for a duplicate."""
@@ -52,6 +55,14 @@ class DeliveryStyle:
         if rng.random() < self.duplicate_ratio:
             delays.append(first + rng.uniform(0.2, 2.0))
         return delays
+
+    def lost(self, event: str, rng: random.Random) -> bool:
+        """Whether this event's webhook never arrives at all."""
+        return (
+            event.startswith("payment.")
+            and self.lost_payment_ratio > 0
+            and rng.random() < self.lost_payment_ratio
+        )
 
 
 IMMEDIATE = DeliveryStyle(0.0, 0.0, 0.0, 0.0, 0.0)

@@ -52,10 +52,13 @@ class LokeSandbox(LocalServer, LokeState):
         self._delivery_rng = random.Random(seed)  # nosec B311
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
         self._failures: deque[tuple[int, str | None]] = deque()
+        self._failure_shares: dict[int, float] = {}
+        self._failure_rng = random.Random(seed)  # nosec B311: fault injection, not secrets
         self._delays: deque[float] = deque()
         self.token_requests = 0
         self.requests: list[tuple[str, str]] = []  # (method, path with query), every request
         self.latency = 0.0  # seconds every API answer takes (a real LOKE's page takes ~0.1)
+        self.lost_webhooks: list[dict[str, Any]] = []  # bodies never delivered (lost_payment_ratio)
 
     def issued_tokens(self) -> list[str]:
         """Every access token handed out so far (tests check none of them is ever logged)."""
@@ -71,6 +74,20 @@ class LokeSandbox(LocalServer, LokeState):
         """The next `n` API requests (not auth) answer `status`."""
         with self._lock:
             self._failures.extend([(status, retry_after)] * n)
+
+    def fail_share(self, shares: dict[int, float]) -> None:
+        """From now on each API request answers a status at random with its share
+        (`{500: 0.05, 429: 0.05}`; a 429 says Retry-After 1); `{}` stops it."""
+        with self._lock:
+            self._failure_shares = dict(shares)
+
+    def _chance_failure(self) -> tuple[int, str | None] | None:
+        roll = self._failure_rng.random()
+        for status, share in self._failure_shares.items():
+            if roll < share:
+                return status, "1" if status == 429 else None
+            roll -= share
+        return None
 
     def delay_next(self, n: int, seconds: float) -> None:
         """The next `n` API requests sleep `seconds` before answering (client timeouts)."""
@@ -89,6 +106,9 @@ class LokeSandbox(LocalServer, LokeState):
                 for (org, _), sub in self.subscriptions.items()
                 if org == org_id and body["event"] in sub["events"]
             ]
+            if targets and self.style.lost(body["event"], self._delivery_rng):
+                self.lost_webhooks.append(body)
+                return 0
             plans = [self.style.plan(self._delivery_rng) for _ in targets]
         for (url, secret), delays in zip(targets, plans, strict=True):
             for delay in delays:
@@ -120,8 +140,9 @@ class LokeSandbox(LocalServer, LokeState):
                 return json_response(200, {"keys": []})
             if request.path == "/token":
                 return self._token(request)
-            if self._failures:
-                status, retry_after = self._failures.popleft()
+            failure = self._failures.popleft() if self._failures else self._chance_failure()
+            if failure is not None:
+                status, retry_after = failure
                 headers = {"Retry-After": retry_after} if retry_after is not None else None
                 body = {"message": "Injected failure", "code": "injected"}
                 return json_response(status, body, headers)

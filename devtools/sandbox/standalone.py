@@ -32,11 +32,16 @@ class Activity:
     list_churn_seconds: float = 45.0  # 0: lists never change
     duplicates: float = 0.05
     out_of_order: float = 0.1
+    lost_payments: float = 0.0  # payment webhooks never delivered (reconciliation heals them)
     retry_base_seconds: float = 10.0
 
     def sandbox(self, client_id: str, client_secret: str, port: int) -> LokeSandbox:
         """An unstarted sandbox delivering webhooks in this style."""
-        style = DeliveryStyle(duplicate_ratio=self.duplicates, out_of_order_ratio=self.out_of_order)
+        style = DeliveryStyle(
+            duplicate_ratio=self.duplicates,
+            out_of_order_ratio=self.out_of_order,
+            lost_payment_ratio=self.lost_payments,
+        )
         retry = RetrySchedule(base_seconds=self.retry_base_seconds)
         return LokeSandbox(
             client_id, client_secret, port=port, style=style, retry=retry, seed=self.seed

@@ -39,7 +39,8 @@ def client(app: Flask, loke: FakeLoke, crm: FakeCrm) -> FlaskClient:
     loke.page_size = 3
     loke.set_customers(ORG, [make_customer(cid, NOW) for cid in IDS])
     client = app.test_client()
-    body = {"destination": destination(crm)}
+    # Customers only: tests/unit/test_payment_history.py reads payments after them.
+    body = {"destination": destination(crm), "paymentHistorySince": 0}
     assert client.put(f"/api/orgs/{ORG}", json=body, headers=AUTH).status_code == 201
     return client
 
@@ -117,7 +118,7 @@ def test_an_unreadable_record_is_counted_and_the_rest_of_its_page_applied(
     del broken["updatedAt"]  # cannot be ordered against webhooks: refused
     loke.set_customers(ORG, [*(make_customer(cid, NOW) for cid in IDS[:5]), broken])
     client = app.test_client()
-    body = {"destination": destination(crm)}
+    body = {"destination": destination(crm), "paymentHistorySince": 0}
     assert client.put(f"/api/orgs/{ORG}", json=body, headers=AUTH).status_code == 201
     services = services_of(app)
     with app.app_context():

@@ -24,6 +24,8 @@ class Organization(Base):
     destination_secret_enc: Mapped[str | None] = mapped_column(Text)
     lists: Mapped[list[Any]] = mapped_column(default=list)
     list_sync_interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    # How far back a backfill reads payments (see app/backfill/payment_history.py).
+    payment_history: Mapped[str] = mapped_column(String(40), default="days:365")
     subscription_status: Mapped[str] = mapped_column(String(16), default="pending")
     subscription_error: Mapped[str | None] = mapped_column(Text)
     subscription_checked_at: Mapped[dt.datetime | None]

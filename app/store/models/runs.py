@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.store.models.base import Base, BigId
@@ -48,6 +48,12 @@ class BackfillRun(PagedRun, Base):
 
     customers: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)  # records LOKE sent we could not read
+    # Customers first, then (when the organization wants its payment history) payments, newest
+    # change first, back to `payments_from` (None: all of them).
+    phase: Mapped[str] = mapped_column(String(16), default="customers")  # customers | payments
+    with_payments: Mapped[bool] = mapped_column(Boolean, default=False)
+    payments_from: Mapped[dt.datetime | None]
+    payments: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ListRunPage(Base):
