@@ -34,7 +34,7 @@ import psycopg
 import requests
 
 from app.core.queues import QueueName
-from bench import backfill_hubspot
+from bench import backfill_hubspot, payment_history
 from bench.common import (
     CRM_SECRET,
     BenchStack,
@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--loke-latency", type=float, default=0.0,
                         help="seconds LOKE takes to answer a page")  # fmt: skip
+    parser.add_argument("--payments", type=int,
+                        help="payments of the big history (200k; quick 50k; 0: none)")  # fmt: skip
     parser.add_argument("--destination", choices=("http", "hubspot"), default="http",
                         help="hubspot: a backfill into the fake HubSpot instead")  # fmt: skip
     parser.add_argument("--requests-per-ten-seconds", type=int, default=190,
@@ -384,7 +386,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"CPU floor {limited:,}: {floor_run.steady_rate:,.0f} customers/s")
             runs += [in_flight_run, floor_run]
 
+        big_history = args.payments
+        if big_history is None:
+            big_history = 50_000 if args.quick else 200_000
+        payment_runs: list[payment_history.PaymentRun] = []
+        if big_history:
+            bench.loke.latency = 0.0
+            payment_history.seed(bench.loke, "org-paid", big_history)
+            get_seconds = [payment_history.get_all_pages(bench.loke, "org-paid")]
+            bench.loke.latency = args.loke_latency
+            payment_runs.append(payment_history.run(bench, sink_url, workers, "big", "org-paid",
+                                                    big_history))  # fmt: skip
+            bench.loke.latency = 0.0
+            get_seconds.append(payment_history.get_all_pages(bench.loke, "org-paid"))
+            bench.loke.latency = args.loke_latency
+            bench.loke.set_payments("org-paid", [])
+            small_history = max(big_history // 10, 1000)
+            payment_history.seed(bench.loke, "org-paid-small", small_history)
+            payment_runs.append(payment_history.run(bench, sink_url, workers, "small",
+                                                    "org-paid-small", small_history))  # fmt: skip
+
     report(runs, gets, args)
+    if payment_runs:
+        payment_history.report(payment_runs, big_history / statistics.mean(get_seconds))
     return 0
 
 

@@ -143,6 +143,9 @@ def _embedded_environment(var_dir: Path, sandbox: LokeSandbox, web: str) -> None
         LOKE_CLIENT_SECRET=sandbox.client_secret,
         PUBLIC_URL=web,
         LIST_DISPATCH_SECONDS="5",  # lists are first read seconds after connecting, not a minute
+        # Payments whose webhooks the sandbox loses (--lost-payments) heal within the demo's
+        # minute, not the quarter of an hour production waits.
+        RECONCILE_INTERVAL_SECONDS="30",
     )
 
 
