@@ -23,6 +23,7 @@ from app.store.models import BackfillRun, Payment
 from devtools.crm import FakeCrm
 from tests.conftest import AUTH, RecordingDispatcher, destination, services_of
 from tests.support.fake_loke import FakeLoke, make_customer, make_payment
+from tests.unit.test_dashboard import page, signed_in  # noqa: F401  (the dashboard fixtures)
 
 ORG = "org-history"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -218,3 +219,19 @@ def test_the_sandbox_can_lose_payment_webhooks_for_good() -> None:
         )
         assert sandbox.emit(ORG, customer_event("customer.updated", ORG, person)) == 1
         assert [b["event"] for b in sandbox.lost_webhooks] == ["payment.completed"]
+
+
+def test_the_dashboard_shows_the_payment_history_and_what_the_backfill_read(
+    app: Flask,
+    client: FlaskClient,
+    loke: FakeLoke,
+    crm: FakeCrm,
+    dispatcher: RecordingDispatcher,
+    signed_in: str,  # noqa: F811
+) -> None:
+    seed(loke)
+    assert connect(client, crm, paymentHistorySince="2026-01-01").status_code == 201
+    run_backfill(app, dispatcher)
+    shown = page(client, f"/orgs/{ORG}")
+    assert "payments since 2026-01-01" in shown
+    assert "5 read" in shown
