@@ -146,6 +146,11 @@ def test_no_webhook_input_gets_a_5xx_and_every_refusal_says_why(
 def test_no_admin_body_gets_a_5xx(hostile: tuple[Flask, str], body: Any) -> None:
     app, _ = hostile
     answer = app.test_client().put(f"/api/orgs/{ORG}", json=body, headers=AUTH)
+    if answer.status_code == 503:
+        # A well-formed CRM destination whose CRM cannot be reached to check it (a HubSpot
+        # token with no HubSpot here): refused, nothing saved, and not our fault.
+        assert answer.get_json()["error"]["code"] == "destination_unavailable"
+        return
     assert answer.status_code in {200, 400}, (answer.status_code, answer.data)
     if answer.status_code == 400:
         assert answer.get_json()["error"]["message"]

@@ -183,10 +183,12 @@ def test_reconciliation_heals_payments_and_refunds_whose_webhooks_never_came(
     run_backfill(app, dispatcher)
     delivered(app, crm)
     people = [make_customer(f"C{n}", NOW - 400 * DAY) for n in range(3)]
-    # Changes at LOKE whose webhooks LOKE gave up on: a new payment, and a refund.
-    loke.upsert_payment(ORG, make_payment("P-new", people[1], NOW))
+    # Changes at LOKE whose webhooks LOKE gave up on: a new payment, and a refund, now (not at
+    # the module's import: the reconciliation reads back to its last start).
+    now = dt.datetime.now(dt.UTC)
+    loke.upsert_payment(ORG, make_payment("P-new", people[1], now))
     loke.upsert_payment(ORG, make_payment("P-recent-1", people[0], NOW - 10 * DAY,
-                                          refundedAt=NOW, state="refunded"))  # fmt: skip
+                                          refundedAt=now, state="refunded"))  # fmt: skip
     with app.app_context():
         healed = reconcile(services_of(app), current_loke_client(), ORG)
     assert healed is not None
