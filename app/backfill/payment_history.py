@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-DEFAULT = "days:365"
 MAX_DAYS = 36_500
 
 

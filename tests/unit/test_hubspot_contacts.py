@@ -182,13 +182,18 @@ def test_a_contact_hubspot_had_with_the_email_and_no_loke_id_is_adopted(
     assert conflicts(client) == []
 
 
-def test_an_email_of_another_loke_customer_is_left_out_shown_and_cleared_once_unique(
-    services: Services, client: FlaskClient, connected: None, hubspot: FakeHubSpot
-) -> None:
+def two_customers_one_email(services: Services) -> None:
+    """C1 delivered with an email, then C2 with the same one (in a later batch)."""
     apply(services, updated("C1", 1, email="pat@example.com"))
     deliver(services)
     apply(services, updated("C2", 1, email="pat@example.com"))
     deliver(services)
+
+
+def test_an_email_of_another_loke_customer_is_left_out_shown_and_cleared_once_unique(
+    services: Services, client: FlaskClient, connected: None, hubspot: FakeHubSpot
+) -> None:
+    two_customers_one_email(services)
     assert len(hubspot.contacts()) == 2
     assert not contact(hubspot, "C2").get("email")
     [conflict] = conflicts(client)
@@ -252,10 +257,7 @@ def test_purging_an_organization_forgets_what_hubspot_told_us(
 def test_conflicts_are_sent_again_on_request_once_fixed_in_hubspot(
     services: Services, client: FlaskClient, connected: None, hubspot: FakeHubSpot
 ) -> None:
-    apply(services, updated("C1", 1, email="pat@example.com"))
-    deliver(services)
-    apply(services, updated("C2", 1, email="pat@example.com"))
-    deliver(services)
+    two_customers_one_email(services)
     assert len(conflicts(client)) == 1
     # In HubSpot, someone gives C1's contact another email: C2's is free now.
     moved = {"id": contact(hubspot, "C1")["id"], "properties": {"email": "pat.work@example.com"}}

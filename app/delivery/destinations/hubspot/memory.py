@@ -51,7 +51,7 @@ class PortalMemory:
         self, record_ids: Mapping[str, str], conflicts: Iterable[Conflict], whole: Iterable[str]
     ) -> None:
         """After a contacts upsert, in one transaction: their record ids, and their conflicts
-        (see `remember_contacts` and `settle_conflicts`)."""
+        shown (`conflicts`) or cleared (those written `whole`, with their email)."""
         with self._db.transaction() as session:
             self._remember(session, record_ids)
             self._settle(session, conflicts, whole)
@@ -128,11 +128,6 @@ class PortalMemory:
             session.execute(
                 delete(CrmList).where(CrmList.org_id == self._org, CrmList.list_id == list_id)
             )
-
-    def settle_conflicts(self, found: Iterable[Conflict], whole: Iterable[str]) -> None:
-        """Show the conflicts `found`; clear those of customers written `whole` (with email)."""
-        with self._db.transaction() as session:
-            self._settle(session, found, whole)
 
     def _settle(self, session: Session, found: Iterable[Conflict], whole: Iterable[str]) -> None:
         found = sorted(found, key=lambda c: c.customer_id)
