@@ -79,6 +79,7 @@ def make_settings(tmp_path: Path, loke: FakeLoke, **overrides: Any) -> Settings:
         "delivery_backoff_base_seconds": 0.2,
         "delivery_timeout_seconds": 3.0,
         "delivery_lease_seconds": 10.0,
+        "allow_private_destinations": True,  # the fake CRMs listen on 127.0.0.1
     }
     values.update(overrides)
     return load_settings(**values)

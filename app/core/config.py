@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:8000"
     admin_token: str | None = None
     secret_key: str | None = None
+    # The key stored secrets were encrypted with before SECRET_KEY: still read while
+    # `loke-sync reencrypt` rewrites them under SECRET_KEY.
+    secret_key_previous: str | None = None
+    # When set, /metrics asks for `Authorization: Bearer METRICS_TOKEN`.
+    metrics_token: str | None = None
+    # Destinations on loopback, link-local or private addresses are refused unless this is
+    # set (the embedded mode and the demo allow them: there the CRM is on this machine).
+    allow_private_destinations: bool = False
+    # After a webhook secret is rotated, LOKE may still sign with the old one for this long.
+    webhook_secret_grace_seconds: float = Field(default=86400.0, ge=0)
+    # Failed sign-ins and admin API tokens allowed per client address per minute.
+    auth_failures_per_minute: int = Field(default=10, ge=1)
     webhook_ref: str = "loke-crm-sync"
     list_sync_interval: int = Field(default=3600, ge=60)
     list_dispatch_seconds: float = Field(default=60.0, gt=0)  # how often beat looks for due lists
@@ -55,6 +67,13 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=900.0, ge=10)
     reconcile_overlap_seconds: float = Field(default=600.0, ge=0)
 
+    # Retention: a beat task deletes what is older than this (days; see README "Retention").
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    retain_event_bodies_days: float = Field(default=7.0, gt=0)  # applied events' bodies
+    retain_applied_events_days: float = Field(default=30.0, gt=0)  # applied events themselves
+    retain_replayed_dead_letters_days: float = Field(default=30.0, gt=0)
+    retain_finished_runs_days: float = Field(default=90.0, gt=0)  # backfill and list runs
+
     @model_validator(mode="after")
     def _timeouts_fit_lease(self) -> Settings:
         # A lease shorter than a send could let a second batch carry a customer whose first
@@ -67,6 +86,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no servers were configured: SQLite and a SQLite broker under var_dir."""
         return self.database_url is None and self.celery_broker_url is None
+
+    @property
+    def private_destinations_allowed(self) -> bool:
+        """Whether a destination may be on this machine's or a private network."""
+        return self.allow_private_destinations or self.embedded
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -107,6 +131,9 @@ class Settings(BaseSettings):
         return self.secret_key
 
 
+MIN_SECRET_LENGTH = 32
+
+
 def _embedded_secret(var_dir: Path, name: str) -> str:
     """A dev-mode secret generated once and kept under var/, so restarts can still decrypt."""
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +159,14 @@ def load_settings(**overrides: object) -> Settings:
         if settings.secret_key is None:
             settings.secret_key = _embedded_secret(settings.var_dir, "secret-key")
     for name in ("admin_token", "secret_key"):
-        if not getattr(settings, name):
+        value = getattr(settings, name)
+        if not value:
             raise ConfigError(f"missing required setting {name.upper()}")
+        # A short token can be guessed and a short key brute-forced offline from a database
+        # dump; the embedded mode generates its own and is for one machine.
+        if not settings.embedded and len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{name.upper()} must be at least {MIN_SECRET_LENGTH} characters "
+                f"(try: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
     return settings

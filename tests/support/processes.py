@@ -109,6 +109,8 @@ def service_env(database_url: str, redis_url: str, loke_url: str, port: int) -> 
         "LOKE_CLIENT_SECRET": LOKE_CLIENT_SECRET,
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "PORT": str(port),
+        # The fake CRMs listen on 127.0.0.1.
+        "ALLOW_PRIVATE_DESTINATIONS": "1",
     }
 
 
