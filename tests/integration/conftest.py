@@ -26,7 +26,17 @@ from tests.support.processes import (
     service_env,
 )
 
-pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration/ is an `integration` test (`-m "not integration"`
+    leaves them out), whether its module says so or not: a `pytestmark` here would not do it,
+    as pytest reads `pytestmark` from test modules only. The hook sees the whole session's
+    items, so it marks only those below this directory."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture

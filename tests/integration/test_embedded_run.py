@@ -16,6 +16,7 @@ import requests
 from devtools.crm import FakeCrm
 from tests.conftest import CRM_SECRET, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET
 from tests.support.fake_loke import FakeLoke, post_webhook
+from tests.support.process_groups import assert_group_gone
 from tests.support.processes import free_port
 from tests.support.streams import make_stream, mismatches
 
@@ -59,9 +60,7 @@ def embedded(tmp_path: Path, loke: FakeLoke) -> Iterator[tuple[str, Path]]:
         finally:
             log.close()
     # Stopping `run` stops web, worker and beat: nothing of its process group is left.
-    time.sleep(0.5)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(process.pid, 0)
+    assert_group_gone(process.pid)
 
 
 def test_run_on_embedded_defaults_serves_webhooks_and_delivers_them(

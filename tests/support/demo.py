@@ -3,7 +3,6 @@ CRM matches LOKE, stopped with SIGINT (shared by tests/integration/ and tests/br
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -15,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
+from tests.support.process_groups import assert_group_gone
 from tests.support.processes import free_port
 
 BOUND_SECONDS = 60
@@ -107,6 +106,4 @@ def service_log(workdir: Path) -> str:
 
 def assert_session_gone(demo: Demo) -> None:
     """No process of the demo's session is left: web, worker, beat and their children."""
-    time.sleep(0.5)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(demo.process.pid, 0)
+    assert_group_gone(demo.process.pid)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from devtools.httpserver import Request, Response
 from tests.support.fake_hubspot import FakeHubSpot
 
 pytestmark = pytest.mark.timeout(30)
@@ -307,14 +308,21 @@ def test_lists_are_named_once_renamed_changed_and_paged(hubspot: FakeHubSpot) ->
     assert call(hubspot, "GET", f"{base}/{list_id}").status_code == 404
 
 
+def sleep_until(instant: float) -> None:
+    """Sleep until this time.monotonic() (at once if it has passed)."""
+    time.sleep(max(0.0, instant - time.monotonic()))
+
+
 def test_the_rolling_window_refuses_the_request_over_the_limit() -> None:
     path = f"/account-info/{V}/details"
-    with FakeHubSpot(per_ten_seconds=5, window_seconds=0.5) as fake:
-        first = time.monotonic()
+    window = 2.0  # long enough for eight local requests, however loaded the machine
+    with FakeHubSpot(per_ten_seconds=5, window_seconds=window) as fake:
+        first_sent = time.monotonic()  # each of the five arrived after this
         left = [call(fake, "GET", path).headers["X-HubSpot-RateLimit-Remaining"] for _ in range(5)]
-        time.sleep(0.25)
+        five_answered = time.monotonic()  # and before this
+        sleep_until(first_sent + window / 4)  # later, but with the five still in the window
         refused = [call(fake, "GET", path) for _ in range(3)]
-        time.sleep(max(0.0, first + 0.55 - time.monotonic()))
+        sleep_until(five_answered + window)  # only now have all five surely left the window
         after = call(fake, "GET", path)  # the five have left the window; the 429s never counted
     assert left == ["4", "3", "2", "1", "0"]
     assert {r.status_code for r in refused} == {429}
@@ -338,9 +346,11 @@ def test_the_daily_limit_holds_until_reset_and_a_storm_refuses_all(hubspot: Fake
     assert refused.json()["message"] == "You have reached your daily limit."
     hubspot.reset_daily()
     assert call(hubspot, "GET", path).status_code == 200
-    hubspot.storm(0.3)
+    storm = 2.0  # the request inside it has that long to arrive, however loaded the machine
+    hubspot.storm(storm)
+    storm_ends = time.monotonic() + storm  # at the latest: the storm began before this
     assert call(hubspot, "GET", path).json()["policyName"] == "TEN_SECONDLY_ROLLING"
-    time.sleep(0.35)
+    sleep_until(storm_ends)
     assert call(hubspot, "GET", path).status_code == 200
 
 
@@ -361,16 +371,57 @@ def test_injected_locks_gateway_failures_and_empty_answers(keyed: FakeHubSpot) -
     assert keyed.requests.by_route["POST", "/crm/objects/contacts/batch/upsert"] == 3
 
 
-def test_latency_delays_each_answer_but_requests_overlap(hubspot: FakeHubSpot) -> None:
-    hubspot.set_latency(0.2, 0.2)
-    started = time.monotonic()
-    threads = [threading.Thread(target=call, args=(hubspot, "GET", f"/account-info/{V}/details"))
-               for _ in range(4)]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    took = time.monotonic() - started
-    assert 0.2 <= took < 0.6
-    state = requests.get(f"{hubspot.url}/_fake/state", timeout=5).json()
+class TimedHubSpot(FakeHubSpot):
+    """The fake, recording in order when it took each request in (its state changed, under its
+    lock) and when it answered it, and how long each request spent inside it. Requests wait at
+    the door until `together` have come, so that they reach the fake at once however late
+    their client threads start on a loaded machine."""
+
+    def __init__(self, together: int) -> None:
+        super().__init__()
+        self._door = threading.Barrier(together, timeout=10)
+        self._recording = threading.Lock()
+        self.events: list[str] = []  # "taken" and "answered", in the order they happened
+        self.inside: list[float] = []  # seconds from each request's arrival to its answer
+
+    def handle(self, request: Request) -> Response:
+        if request.path.startswith("/_fake/"):
+            return super().handle(request)  # the fake's own page: neither waited for nor timed
+        self._door.wait()
+        arrived = time.monotonic()
+        response = super().handle(request)
+        with self._recording:
+            self.events.append("answered")
+            self.inside.append(time.monotonic() - arrived)
+        return response
+
+    def _answer(self, request: Request, now: float) -> Response:
+        with self._recording:
+            self.events.append("taken")
+        return super()._answer(request, now)
+
+
+def test_latency_delays_each_answer_but_requests_overlap() -> None:
+    latency = 0.5
+    with TimedHubSpot(together=4) as fake:
+        fake.set_latency(latency, latency)
+        statuses: list[int] = []
+
+        def get() -> None:
+            statuses.append(call(fake, "GET", f"/account-info/{V}/details").status_code)
+
+        threads = [threading.Thread(target=get) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        state = requests.get(f"{fake.url}/_fake/state", timeout=5).json()
+    assert statuses == [200] * 4
+    # Requests overlap: the fake took every one of them in before it answered any (a fake that
+    # slept out each latency in turn would answer the first before taking the last in).
+    assert fake.events == ["taken"] * 4 + ["answered"] * 4
+    # Latency delays each answer: none came sooner than `latency` after its request arrived.
+    assert len(fake.inside) == 4
+    assert min(fake.inside) >= latency
     assert state["requests"]["total"] == 4
+    assert fake.server_errors == []

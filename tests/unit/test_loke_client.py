@@ -10,6 +10,7 @@ import fakeredis
 import pytest
 import requests
 
+from app.loke import tokens
 from app.loke.client import LokeClient, RetryPolicy, UnreadPage
 from app.loke.errors import LokeError, PagingLoop
 from app.loke.paging import Paginator
@@ -25,6 +26,27 @@ FAST = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.05)
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
+
+
+class Clock:
+    """The token caches' clock, moved by the test: a token's life passes without waiting for
+    it, and however slowly the calls run, none of it passes unless the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    moved = Clock()
+    monkeypatch.setattr(tokens, "time", moved)  # the module's `time` only, not the fake LOKE's
+    return moved
 
 
 def client_for(
@@ -85,33 +107,39 @@ def test_one_token_serves_many_calls_and_is_shared_through_redis(
 
 
 def test_each_process_keeps_the_shared_token_until_the_expiry_redis_gave_it(
-    loke: FakeLoke, http: requests.Session
+    loke: FakeLoke, http: requests.Session, clock: Clock
 ) -> None:
     loke.add_org(ORG)
-    loke.token_ttl = 1  # kept for half a second (its life is shorter than the refresh margin)
+    loke.token_ttl = 3600  # kept for 3540 s (the refresh margin is a minute)
     shared = fakeredis.FakeRedis()
     first = client_for(loke, http, RedisTokenCache(shared, LOKE_CLIENT_ID))
     second = client_for(loke, http, RedisTokenCache(shared, LOKE_CLIENT_ID))
     first.subscriptions(ORG)
     second.subscriptions(ORG)  # the token from Redis, with its time left
     shared.flushall()  # no round trip to Redis per call: each process has its copy
+    # (Redis counts the time left in real time: the slack below is what the real calls may
+    # take, far beyond any run, so that only the moved clock decides.)
+    clock.advance(3000)
     first.subscriptions(ORG)
     second.subscriptions(ORG)
     assert loke.token_requests == 1
-    time.sleep(0.6)  # both copies expired with the token
-    first.subscriptions(ORG)
-    second.subscriptions(ORG)
+    clock.advance(600)  # both copies expired with the token
+    first.subscriptions(ORG)  # a new token, shared again
+    second.subscriptions(ORG)  # taken from Redis
     assert loke.token_requests == 2
 
 
-def test_a_token_is_renewed_before_it_expires(loke: FakeLoke, http: requests.Session) -> None:
+def test_a_token_is_renewed_before_it_expires(
+    loke: FakeLoke, http: requests.Session, clock: Clock
+) -> None:
     loke.add_org(ORG)
-    loke.token_ttl = 1  # shorter than the refresh margin: kept for half its life only
+    loke.token_ttl = 100  # shorter than twice the refresh margin: kept for half its life only
     client = client_for(loke, http)
     client.subscriptions(ORG)
+    clock.advance(49)
     client.subscriptions(ORG)
     assert loke.token_requests == 1
-    time.sleep(0.6)
+    clock.advance(2)  # half its life gone: LOKE would still take it, and it is renewed anyway
     client.subscriptions(ORG)
     assert loke.token_requests == 2
 

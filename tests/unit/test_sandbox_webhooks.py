@@ -20,7 +20,13 @@ from app.store.migrate import upgrade
 from app.store.models import InboxEvent
 from devtools.crm import FakeCrm
 from devtools.httpserver import LocalServer, Request, Response, json_response
-from devtools.sandbox.firer import IMMEDIATE, DeliveryStyle, RetrySchedule, WebhookFirer
+from devtools.sandbox.firer import (
+    IMMEDIATE,
+    Delivery,
+    DeliveryStyle,
+    RetrySchedule,
+    WebhookFirer,
+)
 from devtools.sandbox.seeding import seed_org
 from devtools.sandbox.server import LokeSandbox
 from devtools.sandbox.signing import sign
@@ -54,6 +60,18 @@ class Receiver(LocalServer):
         self.arrivals.append((time.monotonic(), request.body, signed))
         status = self.statuses.pop(0) if self.statuses else 202
         return json_response(status, {"status": status})
+
+
+class WatchedFirer(WebhookFirer):
+    """Notes each delivery's due time when it is queued, and the clock at that moment."""
+
+    def __init__(self, schedule: RetrySchedule) -> None:
+        super().__init__(schedule, timeout=2)
+        self.queued: list[tuple[float, float]] = []  # (now, due)
+
+    def _push_locked(self, due: float, delivery: Delivery) -> None:
+        self.queued.append((time.monotonic(), due))
+        super()._push_locked(due, delivery)
 
 
 @pytest.fixture
@@ -112,16 +130,27 @@ def test_a_wrong_secret_is_refused_by_the_receiver_and_never_retried(
 
 def test_5xx_and_no_answer_are_retried_5_more_times_backing_off_by_doubling() -> None:
     base = 0.05
-    firer = WebhookFirer(RetrySchedule(retries=5, base_seconds=base), timeout=2)
+    firer = WatchedFirer(RetrySchedule(retries=5, base_seconds=base))
     try:
         with Receiver([503, 500, 502]) as receiver:
             delivery = firer.fire(receiver.url, b'{"event":"x"}', "k", "x")
             assert firer.wait_idle(timeout=10)
             times = [at for at, _, _ in receiver.arrivals]
         assert [status for _, status in delivery.attempts] == [503, 500, 502, 202]
+        # Each retry was queued, when an attempt failed, for that attempt's time plus base,
+        # 2 x base, 4 x base: the due time lies between the attempt's clock + the wait and the
+        # clock at queueing + the wait (read in that order under the firer's lock). Nothing
+        # here depends on how fast the machine runs.
+        retries = firer.queued[1:]
+        failed_at = [at for at, _ in delivery.attempts[:-1]]
+        expected = (base, 2 * base, 4 * base)
+        for (queued_at, due), attempt_at, wait in zip(retries, failed_at, expected, strict=True):
+            assert attempt_at + wait <= due <= queued_at + wait
+        # And no retry came before its time.
+        for arrived, (_, due) in zip(times[1:], retries, strict=True):
+            assert arrived >= due
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-        for gap, expected in zip(gaps, (base, 2 * base, 4 * base), strict=True):
-            assert expected <= gap < expected + 0.15, gaps
+        assert all(gap >= wait for gap, wait in zip(gaps, expected, strict=True)), gaps
         assert {body for _, body, _ in receiver.arrivals} == {b'{"event":"x"}'}
         assert {signed for _, _, signed in receiver.arrivals} == {sign(b'{"event":"x"}', "k")}
 
