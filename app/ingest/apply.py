@@ -4,6 +4,12 @@ Events are applied set-wise (one conditional upsert per kind per organization), 
 a batch costs about what one event would. Each event's effects are all-or-nothing and
 idempotent: its inbox row leaves `pending` in the same transaction, and re-applying an old
 state changes nothing, so redelivered tasks cannot double anything.
+
+A batch that fails for a reason of its own (data the store refuses, an event the code cannot
+handle) is applied again one event per transaction, so that the event at fault fails alone
+(`failed`, with its reason, and a dead letter) and the others are applied. A failure that says
+nothing about the events (the database gone, the task out of time) fails the whole drain, and
+the batch stays pending for the task's retry.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -29,10 +36,14 @@ from app.loke.records import CustomerEvent, InvalidEvent, PaymentEvent, Statisti
 from app.mirror import customers, payments
 from app.mirror.customers import CustomerChange
 from app.mirror.payments import PaymentChange
-from app.store.db import utcnow
+from app.store.db import DatabaseUnavailable, utcnow
 from app.store.models import InboxEvent, Organization
 
 log = logging.getLogger(__name__)
+
+# Failures of the moment, not of any event: applying one by one would only fail every event.
+_NOT_THE_EVENTS_FAULT = (OperationalError, DatabaseUnavailable, SoftTimeLimitExceeded)
+_REASON_CHARS = 500  # of an exception's message kept in the dead letter (the log has it all)
 
 
 @dataclass
@@ -62,17 +73,22 @@ def drain_inbox(
     while time.monotonic() < deadline:
         changed: set[str] = set()
         rows: list[InboxEvent] = []
+        done = DrainResult()
         try:
             with services.db.transaction() as session:
                 rows = inbox.claim_pending(session, batch_size)
                 if not rows:
                     break
-                changed = _apply(session, rows, result)
-        except OperationalError:
-            raise  # connection lost, deadlock: the task retries the whole batch later
-        except DBAPIError:
+                changed = _apply(session, rows, done)
+        except _NOT_THE_EVENTS_FAULT:
+            raise  # connection lost, deadlock, out of time: the task retries the whole batch later
+        except Exception:
+            # Any other failure may be one event's (a bug, a payload shape nobody expected):
+            # failing the batch would fail it again on every retry, stalling the inbox.
             log.exception("batch of events failed; applying them one by one")
             changed = _apply_one_by_one(services, batch_size, result)
+        else:
+            _count(result, done)  # once committed: a batch rolled back is counted one by one
         # Delivery starts as soon as a batch is committed, not when the backlog is gone; and a
         # full batch means more is waiting, so another drain joins in (claims skip locked rows).
         for org_id in changed:
@@ -90,22 +106,47 @@ def _apply_one_by_one(services: Services, batch_size: int, result: DrainResult) 
     with services.db.transaction() as session:
         ids = [row.id for row in inbox.claim_pending(session, batch_size)]
     for inbox_id in ids:
+        done = DrainResult()
         try:
             with services.db.transaction() as session:
                 rows = inbox.claim_pending(session, 1, ids=[inbox_id])
-                changed |= _apply(session, rows, result)
-        except OperationalError:
+                changed |= _apply(session, rows, done)
+        except _NOT_THE_EVENTS_FAULT:
             raise
-        except DBAPIError as exc:
+        except Exception as exc:
+            log.exception("event %s could not be applied", inbox_id)
+            done = DrainResult()  # what the rolled-back transaction counted did not happen
             with services.db.transaction() as session:
                 for row in inbox.claim_pending(session, 1, ids=[inbox_id]):
-                    inbox.fail(session, row, f"could not be stored: {type(exc.orig).__name__}")
-                    result.failed += 1
+                    inbox.fail(session, row, _reason(exc))
+                    done.failed += 1
+        _count(result, done)
     return changed
 
 
+def _reason(exc: Exception) -> str:
+    """Why an event failed, for the person reading its dead letter."""
+    if isinstance(exc, DBAPIError):
+        return f"could not be stored: {type(exc.orig).__name__}"
+    # The message may quote the payload: bounded, and without the NUL PostgreSQL cannot store.
+    message = str(exc).replace("\x00", "\\x00")[:_REASON_CHARS]
+    return f"could not be applied: {type(exc).__name__}: {message}"
+
+
+def _count(result: DrainResult, done: DrainResult) -> None:
+    """Add what a committed transaction did to the drain's result and to the metrics."""
+    result.applied += done.applied
+    result.ignored += done.ignored
+    result.failed += done.failed
+    counts = {"applied": done.applied, "ignored": done.ignored, "failed": done.failed}
+    for outcome, count in counts.items():
+        if count:
+            EVENTS.labels(outcome).inc(count)
+
+
 def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) -> set[str]:
-    """Apply claimed events; returns the organizations whose outbox changed."""
+    """Apply claimed events, counting them in `result`; returns the organizations whose outbox
+    changed. Raises whatever applying raised: the caller's transaction then undoes it all."""
     org_ids = {row.org_id for row in rows}
     connected = set(
         session.scalars(
@@ -119,7 +160,6 @@ def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) ->
         if row.org_id not in connected:
             inbox.mark(session, [row.id], "ignored", "organization not connected")
             result.ignored += 1
-            EVENTS.labels("ignored").inc()
             continue
         try:
             event = parse_event(json.loads(row.body))
@@ -127,7 +167,6 @@ def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) ->
             inbox.fail(session, row, str(exc))
             log.warning("event %s refused: %s", row.id, exc)
             result.failed += 1
-            EVENTS.labels("failed").inc()
             continue
         source_times.append(_collect(event, changes[row.org_id], row.request_id))
         applied.append(row)
@@ -145,7 +184,6 @@ def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) ->
             extra={"request_ids": [r.request_id for r in applied], "org_ids": sorted(changes)},
         )
     result.applied += len(applied)
-    EVENTS.labels("applied").inc(len(applied))
     _observe(applied, source_times)
     return changed_orgs
 
