@@ -48,6 +48,17 @@ _STORE_SQL = {
 }
 
 
+EVENT_TYPE_MAX = REQUEST_ID_MAX = 64  # the columns' lengths (PostgreSQL enforces them)
+
+
+def storable(text: str, limit: int) -> str:
+    """`text` as every store can hold it: no NUL (PostgreSQL refuses one), no lone surrogate
+    (no driver can encode one), at most `limit` characters. For labels that come from outside
+    and only describe an event: the body is stored exactly as it came."""
+    cleaned = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return cleaned[:limit]
+
+
 def store(db: Database, org_id: str, event_type: str, body: bytes, request_id: str) -> Stored:
     """Insert the raw event once per (org, body); one statement, so it commits on its own.
     Raises DatabaseUnavailable."""
@@ -57,12 +68,12 @@ def store(db: Database, org_id: str, event_type: str, body: bytes, request_id: s
     params = {
         "org_id": org_id,
         "sha": hashlib.sha256(body).hexdigest(),
-        "event_type": event_type[:64],
+        "event_type": storable(event_type, EVENT_TYPE_MAX),
         "body": body.decode(),
         "status": "pending" if handled else "ignored",
         # The same representation UTCDateTime gives SQLite (naive UTC text).
         "received_at": received_at if dialect == "postgresql" else received_at.replace(tzinfo=None),
-        "request_id": request_id,
+        "request_id": storable(request_id, REQUEST_ID_MAX),
     }
     inserted = db.execute_one(_STORE_SQL, params)
     if inserted is None:

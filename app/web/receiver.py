@@ -24,7 +24,7 @@ from app.core.services import current_services
 from app.core.task_names import EVENTS_DRAIN
 from app.ingest import inbox
 from app.ingest.background_kicks import BackgroundKicks
-from app.orgs.webhook_secrets import WebhookSecrets
+from app.orgs.webhook_secrets import SigningSecrets, WebhookSecrets
 from app.store.db import DatabaseUnavailable
 from app.web.errors import error
 
@@ -52,22 +52,27 @@ def receive(org_id: str) -> tuple[Response, int]:
     services = current_services()
     secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
     body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    signature = request.headers.get("X-Event-Signature", "")
     try:
-        secret = secrets.get(org_id)
+        signing = secrets.get(org_id)
+        if signing is not None and not _signed(signing, body, signature):
+            # Another process may have rotated the secret since we cached it, and LOKE never
+            # retries a 4xx: read it again (see webhook_secrets.RECHECK_AFTER_SECONDS).
+            signing = secrets.recheck(org_id) or signing
+            if not _signed(signing, body, signature):
+                return error(401, "bad_signature", "missing or wrong X-Event-Signature")
     except SQLAlchemyError:
         log.exception("webhook for org %s: database unavailable", org_id)
         return error(503, "unavailable", "cannot store events right now; retry later")
-    if secret is None:
+    if signing is None:
         return error(404, "org_not_connected", f"organization {org_id} is not connected")
-    if not _signature_ok(secret, body, request.headers.get("X-Event-Signature", "")):
-        return error(401, "bad_signature", "missing or wrong X-Event-Signature")
 
     problem, event_type = _check_body(org_id, body)
     g.event_type = event_type
     if problem:
         return error(400, "invalid_body", problem)
 
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = _request_id(request.headers.get("X-Request-Id", ""))
     g.request_id = request_id
     with logs.context(org_id=org_id, event_type=event_type, request_id=request_id):
         try:
@@ -89,11 +94,32 @@ def receive(org_id: str) -> tuple[Response, int]:
     return jsonify({"status": stored.value}), 202
 
 
-def _signature_ok(secret: bytes, body: bytes, header: str) -> bool:
+def _signed(signing: SigningSecrets, body: bytes, header: str) -> bool:
+    """Whether the header is the body's HMAC under one of the secrets accepted now."""
     if not header.startswith(SIGNATURE_PREFIX):
         return False
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len(SIGNATURE_PREFIX) :].strip().lower())
+    # Bytes, not str: compare_digest refuses a str with non-ASCII characters (a TypeError,
+    # that was a 500), and any header must be a plain 401.
+    given = header[len(SIGNATURE_PREFIX) :].strip().lower().encode("utf-8", "replace")
+    return any(
+        hmac.compare_digest(hmac.new(secret, body, hashlib.sha256).hexdigest().encode(), given)
+        for secret in signing.accepted()
+    )
+
+
+def _request_id(header: str) -> str:
+    """The caller's request id if a log line, a header and the inbox's column can carry it as
+    it is; else a fresh one, after what can be kept of the caller's (proxies send ids of 200
+    characters and more, and one that did not fit the column lost the webhook)."""
+    if 0 < len(header) <= inbox.REQUEST_ID_MAX and all(_printable(c) for c in header):
+        return header
+    fresh = uuid.uuid4().hex
+    kept = "".join(c for c in header if _printable(c))[: inbox.REQUEST_ID_MAX - len(fresh) - 1]
+    return f"{kept}-{fresh}" if kept else fresh
+
+
+def _printable(character: str) -> bool:
+    return "!" <= character <= "~"  # visible ASCII: no spaces, controls or other scripts
 
 
 def _check_body(org_id: str, body: bytes) -> tuple[str | None, str]:

@@ -20,6 +20,10 @@ class Organization(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     connected: Mapped[bool] = mapped_column(Boolean, default=True)
     webhook_secret_enc: Mapped[str] = mapped_column(Text)
+    # After a rotation, the secret LOKE signed with before: still accepted until the time
+    # below, for deliveries LOKE signed before it took the new one (app/orgs/secret_rotation.py).
+    webhook_secret_previous_enc: Mapped[str | None] = mapped_column(Text)
+    webhook_secret_previous_until: Mapped[dt.datetime | None]
     destination: Mapped[dict[str, Any]]  # without its secret
     destination_secret_enc: Mapped[str | None] = mapped_column(Text)
     lists: Mapped[list[Any]] = mapped_column(default=list)
