@@ -142,6 +142,9 @@ def _embedded_environment(var_dir: Path, sandbox: LokeSandbox, web: str) -> None
         LOKE_CLIENT_ID=sandbox.client_id,
         LOKE_CLIENT_SECRET=sandbox.client_secret,
         PUBLIC_URL=web,
+        # The demo's CRM is on 127.0.0.1: embedded defaults allow that already, and so does this
+        # should the demo ever run its processes against servers.
+        ALLOW_PRIVATE_DESTINATIONS="1",
         LIST_DISPATCH_SECONDS="5",  # lists are first read seconds after connecting, not a minute
         # Payments whose webhooks the sandbox loses (--lost-payments) heal within the demo's
         # minute, not the quarter of an hour production waits.

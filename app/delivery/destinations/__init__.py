@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from app.delivery.destinations import public_http
 from app.delivery.destinations.base import Destination, DestinationConfig, DestinationContext
 from app.delivery.destinations.http import HttpConfig, HttpDestination
 from app.delivery.destinations.hubspot import HubSpotDestination
@@ -42,4 +43,5 @@ def build(
     """The adapter that sends to the destination `config` with its (decrypted) secret."""
     if secret is None or config.type not in DESTINATIONS:
         raise UnknownDestination(f"destination {config.type} has no secret stored")
-    return DESTINATIONS[config.type][1](config, secret, context)
+    # In production its requests go through a session that connects to public addresses only.
+    return DESTINATIONS[config.type][1](config, secret, public_http.confined(context))

@@ -77,6 +77,21 @@ class CredentialsRejected(RetryableDeliveryError):
     they work again (a person restores the token, or PUTs a new one); nothing is dead-lettered."""
 
 
+class RedirectNotFollowed(RetryableDeliveryError):
+    """The CRM answered a redirect (3xx). Never followed: the signed batch would go wherever
+    the CRM points, another host or an internal address. Nor a dead letter: a moved endpoint
+    is a setting to fix, so the destination pauses, the reason shown, its records kept."""
+
+    LOCATION_KEPT = 300  # characters of the Location named in the reason
+
+    def __init__(self, status: int, location: str | None) -> None:
+        where = repr(location[: self.LOCATION_KEPT]) if location else "nowhere (no Location)"
+        super().__init__(
+            f"HTTP {status} redirect to {where} not followed: set the destination's URL to "
+            "the one that receives batches"
+        )
+
+
 class PermanentDeliveryError(Exception):
     """The destination refused the batch for good (a 4xx other than 429): a dead letter."""
 

@@ -16,6 +16,7 @@ from pydantic import AnyHttpUrl, Field
 
 from app.core.backoff import is_retryable_status, parse_retry_after
 from app.core.timestamps import to_iso
+from app.delivery.destinations import addresses, public_http
 from app.delivery.destinations.base import (
     Batch,
     BatchResult,
@@ -23,6 +24,7 @@ from app.delivery.destinations.base import (
     DestinationContext,
     Outcome,
     PermanentDeliveryError,
+    RedirectNotFollowed,
     RetryableDeliveryError,
 )
 
@@ -65,6 +67,7 @@ class HttpDestination:
         self._secret = secret
         self._session = context.http
         self._account = config.account_key()
+        self._public_only = public_http.enforced(context)
 
     @property
     def account(self) -> str:
@@ -76,12 +79,20 @@ class HttpDestination:
         return 1
 
     def prepare(self) -> HttpConfig:
-        """Nothing to check or create: the endpoint is the integrator's own."""
+        """Nothing to create: the endpoint is the integrator's own. In production its host
+        must be public (raises PrivateAddress, UnknownHost, or RetryableDeliveryError when
+        the resolver does not answer)."""
+        if self._public_only:
+            addresses.check_url(self._url)
         return self._config
 
     def send(self, batch: Batch, deadline_seconds: float) -> BatchResult:
         """One POST, answered within the deadline, classified: applied (with the operations
-        the CRM names otherwise), retry the batch later, or refused for good."""
+        the CRM names otherwise), retry the batch later, or refused for good. In production
+        the host is checked again first: its DNS may have changed since connecting (and the
+        session checks the socket itself, but not behind a proxy)."""
+        if self._public_only:
+            addresses.check_url(self._url)
         body = json.dumps(
             {
                 "batchId": batch.batch_id,
@@ -96,21 +107,25 @@ class HttpDestination:
             "Idempotency-Key": batch.batch_id,
             "X-Signature": signature(body, self._secret),
         }
-        status, retry_after, answer = self._post(body, headers, time.monotonic() + deadline_seconds)
+        deadline = time.monotonic() + deadline_seconds
+        status, retry_after, location, answer = self._post(body, headers, deadline)
         if 200 <= status < 300:
             return _results(answer, len(batch.operations), batch.batch_id)
-        text = answer.decode(errors="replace")
+        if 300 <= status < 400:
+            raise RedirectNotFollowed(status, location)
         if is_retryable_status(status):
             raise RetryableDeliveryError(
                 f"HTTP {status}", parse_retry_after(retry_after), throttled=status == 429
             )
+        text = answer.decode(errors="replace")
         raise PermanentDeliveryError(f"HTTP {status}", status, text[:ANSWER_KEPT])
 
     def _post(
         self, body: bytes, headers: dict[str, str], deadline: float
-    ) -> tuple[int, str | None, bytes]:
-        """The answer's status, Retry-After and body, read before `deadline` (`requests`' own
-        timeout bounds each read, so a CRM trickling its answer could outlast any of them)."""
+    ) -> tuple[int, str | None, str | None, bytes]:
+        """The answer's status, Retry-After, Location and body, read before `deadline`
+        (`requests`' own timeout bounds each read, so a CRM trickling its answer could outlast
+        any of them). Redirects are never followed (see RedirectNotFollowed)."""
         try:
             answer = self._session.post(
                 self._url,
@@ -129,7 +144,13 @@ class HttpDestination:
                         raise RetryableDeliveryError("timed out: the answer took too long")
                     if len(content) > ANSWER_READ:
                         break
-                return answer.status_code, answer.headers.get("Retry-After"), bytes(content)
+                found = answer.headers
+                return (
+                    answer.status_code,
+                    found.get("Retry-After"),
+                    found.get("Location"),
+                    bytes(content),
+                )
         except requests.Timeout:
             raise RetryableDeliveryError("timed out") from None
         except requests.RequestException as exc:

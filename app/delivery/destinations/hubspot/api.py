@@ -3,8 +3,8 @@ and HubSpot's answers sorted into what the sender does with them.
 
 401/403 pause the destination (token rejected); 429 slows the token's account (the ten-second
 policy) or closes it until the daily window resets; 423 waits at least two seconds; 5xx,
-timeouts and refused connections are an outage. Any other 4xx is HubSpotError, for the step
-that made the call to settle the records it concerns.
+timeouts and refused connections are an outage, and so is a redirect (never followed). Any
+other 4xx is HubSpotError, for the step that made the call to settle the records it concerns.
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ from urllib.parse import quote
 import requests
 
 from app.core.backoff import parse_retry_after
-from app.delivery.destinations.base import CredentialsRejected, RetryableDeliveryError
+from app.delivery.destinations.base import (
+    CredentialsRejected,
+    RedirectNotFollowed,
+    RetryableDeliveryError,
+)
 
 # Date-versioned paths (`/crm/v3` becomes unsupported in September 2027): one place to move on.
 OBJECTS = "/crm/objects/2026-03"
@@ -127,7 +131,9 @@ class HubSpotApi:
             raise RetryableDeliveryError(
                 f"HTTP 423: {message}", retry_after=LOCKED_WAIT_SECONDS, throttled=True
             )
-        if status >= 500 or 300 <= status < 400:
+        if 300 <= status < 400:
+            raise RedirectNotFollowed(status, answer.headers.get("Location"))
+        if status >= 500:
             raise RetryableDeliveryError(f"HTTP {status}")
         raise HubSpotError(status, body)
 
