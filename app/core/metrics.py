@@ -1,11 +1,18 @@
 """Prometheus metrics: what each process counts, and what the database says at scrape time.
 
 Counters and histograms live in the process that observes them (web: webhooks; workers: apply
-and delivery). With PROMETHEUS_MULTIPROC_DIR set (the Procfile and compose set it), every
-process on a machine writes there and the /metrics of any web process on that machine serves
-them all; a machine that runs only workers serves the same on WORKER_METRICS_PORT. Gauges of
+and delivery). With PROMETHEUS_MULTIPROC_DIR set (the image sets it, compose mounts a fresh tmpfs
+there, `loke-sync run` a fresh var/metrics; unset, each process tree makes a fresh one of its
+own: workers/metrics_dir.py), every process on a machine writes there and the /metrics of any
+web process on that machine serves them all; a machine that runs only workers serves the same
+on WORKER_METRICS_PORT. gunicorn.conf.py removes the files of dead processes at start. Gauges of
 shared state (backlogs, dead letters, backfill and list progress, queue depths) are read from
 PostgreSQL and the broker when /metrics is scraped, so any web process reports all of them.
+
+Who may read them: the web's /metrics asks for METRICS_TOKEN when it is set (`app.web.health`).
+WORKER_METRICS_PORT is prometheus_client's own server, which has no token (only TLS client
+certificates): it serves this machine's counters (labelled with organization ids) and reads
+nothing from the database, and must be kept on a private network.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The dashboard's sign-in and CSRF: a flag in Flask's signed session cookie, and a per-session
-random token that every POST form carries back."""
+random token that every POST form carries back. Failed sign-ins count towards the limit per
+client address (`app.web.guesses`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
+from urllib.parse import unquote
 
-from flask import current_app, request, session
+from flask import Response, abort, current_app, make_response, render_template, request, session
 
 from app.core.services import current_services
+from app.web.guesses import client_address, current_guesses
 
 SESSION_HOURS = 12
 CSRF_FIELD = "csrf"
+MAX_DECODINGS = 4  # a `next` still encoded after this many rounds is nothing a real link does
 
 
 def _admin_token() -> str:
@@ -30,8 +35,15 @@ def _token_mark(token: str) -> str:
 
 
 def sign_in(token: str) -> bool:
-    """Open a session if `token` is ADMIN_TOKEN; a fresh session either way (no fixation)."""
+    """Open a session if `token` is ADMIN_TOKEN; a fresh session either way (no fixation).
+    From an address with too many failures this minute, the request ends here with the
+    sign-in page's 429 whatever the token (see `app.web.guesses` for why)."""
+    guesses, address = current_guesses(), client_address()
+    wait = guesses.retry_after(address)
+    if wait is not None:
+        abort(_too_many_guesses(wait))
     if not hmac.compare_digest(token.encode(), _admin_token().encode()):
+        guesses.failed(address)
         return False
     session.clear()
     session["admin"] = _token_mark(_admin_token())
@@ -71,8 +83,36 @@ def csrf_ok() -> bool:
     return isinstance(expected, str) and hmac.compare_digest(sent.encode(), expected.encode())
 
 
+def _too_many_guesses(wait: int) -> Response:
+    # Raised as the answer itself (flask.abort with a response), so the route stays as it is.
+    target = local_path(request.values.get("next"), "/")
+    page = render_template("signin.html", next=target, wrong=False, retry_after=wait)
+    response = make_response(page, 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 def local_path(target: str | None, default: str) -> str:
-    """`target` if it is a path on this site, else `default` (no open redirects)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    r"""`target` if it is a path on this site, else `default` (no open redirects).
+
+    Browsers drop tabs and newlines anywhere in a URL and read a backslash as '/', so "/\t/evil"
+    and "/\evil" lead off the site as "//evil" does; and a proxy or a browser may decode once
+    more. So `target`, and what it decodes to, must each be one '/' then neither '/' nor a
+    backslash, with no backslash, whitespace or control character anywhere."""
+    if not target:
         return default
-    return target
+    decoded = target
+    for _ in range(MAX_DECODINGS):
+        if not _plain_local_path(decoded):
+            return default
+        once_more = unquote(decoded)
+        if once_more == decoded:
+            return target
+        decoded = once_more
+    return default
+
+
+def _plain_local_path(path: str) -> bool:
+    if not path.startswith("/") or path[1:2] in ("/", "\\") or "\\" in path:
+        return False
+    return not any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in path)
