@@ -19,6 +19,7 @@ for command in (
     service.worker,
     service.beat,
     service.db,
+    service.reencrypt,
     admin.orgs,
     admin.backfill_command,
     admin.dead_letters,

@@ -1,4 +1,5 @@
-"""Commands that run the service: all of it at once, or one process of it, and its schema."""
+"""Commands that run the service: all of it at once, or one process of it; its schema and its
+stored secrets."""
 
 from __future__ import annotations
 
@@ -80,3 +81,23 @@ def db_upgrade() -> None:
 
     upgrade(load_settings().sqlalchemy_url)
     click.echo("database is at the newest schema")
+
+
+@click.command()
+def reencrypt() -> None:
+    """Rewrite every stored secret under SECRET_KEY (safe to run again, and beside the service).
+
+    To rotate the key: set SECRET_KEY to the new key and SECRET_KEY_PREVIOUS to the old one,
+    restart, run this; then SECRET_KEY alone is enough. Fails, naming it, on a stored secret
+    neither key opens.
+    """
+    from app.core.reencrypt import reencrypt_stored_secrets
+    from app.core.secrets_box import SecretBox, SecretKeyMismatch
+
+    settings = load_settings()
+    box = SecretBox(settings.required_secret_key, previous=settings.secret_key_previous)
+    try:
+        rewritten = reencrypt_stored_secrets(settings.sqlalchemy_url, box)
+    except SecretKeyMismatch as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"rewrote {rewritten} stored secrets under SECRET_KEY")

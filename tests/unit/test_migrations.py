@@ -3,6 +3,11 @@ integration suite runs the same check on PostgreSQL)."""
 
 from __future__ import annotations
 
+import fcntl
+import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,12 +16,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
 from app.lists import staging
 from app.store.db import make_engine
-from app.store.migrate import alembic_config, upgrade
+from app.store.migrate import MIGRATION_LOCK_KEY, alembic_config, sqlite_lock_path, upgrade
 from app.store.models import Base
+from tests.support.processes import fresh_postgres_database
 
 
 def schema_differences(url: str) -> list[object]:
@@ -149,3 +156,158 @@ def test_0009_stops_a_list_resync_running_across_it_and_stages_per_run_after(
     assert "0009 downgrade" in after_downgrade[1]
     assert "list_staging" in downgraded
     assert "list_staging_1" not in downgraded
+
+
+# Two release jobs at once (two deploys, or compose's release beside a Procfile's): the second
+# must wait for the first and then find nothing to do.
+
+
+def versions_at(url: str) -> list[str]:
+    """Every row of alembic_version: one, the head, once a database is migrated."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            return list(versions.scalars())
+    finally:
+        engine.dispose()
+
+
+def head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+# Alembic keeps its migration context in a module global: two upgrades in one process's
+# threads would share it. Two release jobs are two processes, so the tests start processes.
+UPGRADE_ON_CUE = (
+    "import sys; from app.store.migrate import upgrade; print('ready', flush=True);"
+    " sys.stdin.readline(); upgrade(sys.argv[1])"
+)
+
+
+def upgrade_process(url: str) -> subprocess.Popen[str]:
+    """A process that imports everything, says `ready`, then upgrades `url` on a line of input."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", UPGRADE_ON_CUE, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def go(process: subprocess.Popen[str]) -> None:
+    assert process.stdin is not None
+    process.stdin.write("go\n")
+    process.stdin.flush()
+
+
+def outcome(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """Its exit code and the exception it ended with, if any (`module.Error: message`)."""
+    _, stderr = process.communicate(timeout=120)
+    raised = [line for line in stderr.splitlines() if re.match(r"[A-Za-z_][\w.]*: ", line)]
+    return process.returncode, raised[-1] if raised else ""
+
+
+def upgrades_at_once(url: str) -> list[tuple[int, str]]:
+    """Two upgrades of `url` started together, as two release jobs would be."""
+    processes = [upgrade_process(url) for _ in range(2)]
+    for process in processes:
+        go(process)
+    return [outcome(process) for process in processes]
+
+
+def psycopg_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def test_two_upgrades_at_once_on_one_fresh_postgresql_database_both_succeed() -> None:
+    with fresh_postgres_database() as raw_url:
+        url = psycopg_url(raw_url)
+        assert upgrades_at_once(url) == [(0, ""), (0, "")]
+        assert versions_at(url) == [head()]
+
+
+def test_a_second_upgrade_waits_for_the_migration_lock_then_finds_nothing_to_do() -> None:
+    with fresh_postgres_database() as raw_url:
+        url = psycopg_url(raw_url)
+        engine = make_engine(url)
+        try:
+            with engine.connect() as first:
+                # The first release job: holds the lock while it migrates.
+                first.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+                first.commit()
+                second = upgrade_process(url)
+                go(second)
+                wait_until_waiting_for_an_advisory_lock(first, second)
+                assert "alembic_version" not in table_names(first)  # it did nothing yet
+                first.commit()
+                with first.begin():
+                    config = alembic_config()
+                    config.attributes["connection"] = first
+                    command.upgrade(config, "head")
+                first.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                first.commit()
+        finally:
+            engine.dispose()
+        assert outcome(second) == (0, "")
+        assert versions_at(url) == [head()]
+
+
+def wait_until_waiting_for_an_advisory_lock(
+    connection: Connection, process: subprocess.Popen[str], within: float = 60
+) -> None:
+    """Returns once another session of this database waits for an advisory lock."""
+    deadline = time.monotonic() + within
+    while True:
+        assert process.poll() is None, "the second upgrade did not wait: " + str(outcome(process))
+        waiting = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).scalar()
+        connection.commit()
+        if waiting:
+            return
+        assert time.monotonic() < deadline, "the second upgrade never waited for the lock"
+        time.sleep(0.05)
+
+
+def test_two_upgrades_at_once_on_one_fresh_sqlite_file_both_succeed(tmp_path: Path) -> None:
+    # SQLite serializes them by itself: every transaction takes the write lock up front
+    # (BEGIN IMMEDIATE, app.store.db), and the second then sees the first's version.
+    url = f"sqlite:///{tmp_path / 'race.sqlite'}"
+    assert upgrades_at_once(url) == [(0, ""), (0, "")]
+    assert versions_at(url) == [head()]
+
+
+def test_a_second_sqlite_upgrade_waits_for_the_migration_lock_then_finds_nothing_to_do(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'waits.sqlite'}"
+    lock_path = sqlite_lock_path(url)
+    assert lock_path is not None
+    with lock_path.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the first release job, migrating
+        second = upgrade_process(url)
+        go(second)
+        wait_until_waiting_for_a_file_lock(second)
+        with migrating(url) as (_, config):  # the first job's migration, under the lock held
+            command.upgrade(config, "head")
+    assert outcome(second) == (0, "")
+    assert versions_at(url) == [head()]
+
+
+def wait_until_waiting_for_a_file_lock(process: subprocess.Popen[str], within: float = 60) -> None:
+    """Returns once `process` is blocked on a file lock (Linux lists waiters in /proc/locks)."""
+    deadline = time.monotonic() + within
+    while True:
+        assert process.poll() is None, "the second upgrade did not wait: " + str(outcome(process))
+        blocked = [line.split() for line in Path("/proc/locks").read_text().splitlines()]
+        if any("->" in fields and str(process.pid) in fields for fields in blocked):
+            return
+        assert time.monotonic() < deadline, "the second upgrade never waited for the lock"
+        time.sleep(0.05)
