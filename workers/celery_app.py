@@ -15,7 +15,13 @@ from app.core.config import Settings
 from app.core.metrics import process_registry
 from workers.schedule import beat_schedule
 
-TASK_MODULES = ["tasks.events", "tasks.delivery", "tasks.backfill", "tasks.lists"]
+TASK_MODULES = [
+    "tasks.events",
+    "tasks.delivery",
+    "tasks.backfill",
+    "tasks.lists",
+    "tasks.retention",
+]
 
 
 def configure(celery: Celery[Any], settings: Settings) -> None:

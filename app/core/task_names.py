@@ -13,3 +13,5 @@ LISTS_READ = "lists.read"
 LISTS_STAGE = "lists.stage"
 LISTS_SWEEP = "lists.sweep"
 LISTS_DUE = "lists.dispatch_due"
+# On the backfill queue, by its prefix: slow housekeeping, never ahead of live events.
+RETENTION_PRUNE = "backfill.prune_retention"

@@ -99,7 +99,16 @@ class DeadLetter(Base):
     """Something a person must look at: an event we could not apply, or a batch the CRM refused."""
 
     __tablename__ = "dead_letters"
-    __table_args__ = (Index("ix_dead_letters_org_id_created_at", "org_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_dead_letters_org_id_created_at", "org_id", "created_at"),
+        # Retention keeps an event while a dead letter points at it.
+        Index(
+            "ix_dead_letters_inbox_id",
+            "inbox_id",
+            postgresql_where=text("inbox_id IS NOT NULL"),
+            sqlite_where=text("inbox_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(String(64))

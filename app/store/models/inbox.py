@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.store.models.base import Base, BigId
 
+DONE = "status IN ('applied', 'ignored')"  # events whose body only retention still reads
+
 
 class InboxEvent(Base):
     """A webhook exactly as LOKE sent it, stored before we answered 2xx."""
@@ -21,6 +23,19 @@ class InboxEvent(Base):
             "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
+        ),
+        # Retention's scans: events done with, and those whose body is still kept.
+        Index(
+            "ix_inbox_done_received_at",
+            "received_at",
+            postgresql_where=text(DONE),
+            sqlite_where=text(DONE),
+        ),
+        Index(
+            "ix_inbox_body_kept_received_at",
+            "received_at",
+            postgresql_where=text(f"{DONE} AND body <> ''"),
+            sqlite_where=text(f"{DONE} AND body <> ''"),
         ),
     )
 
