@@ -2,6 +2,10 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PORT=8000
+# Where a container's processes (gunicorn's workers, a worker's pool) add up their metrics. It
+# must start empty: compose mounts a tmpfs here, and gunicorn.conf.py removes the files of
+# processes that are gone.
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/loke-sync-metrics
 WORKDIR /srv/loke-crm-sync
 
 # Dependencies first, pinned by the lock, so code changes do not reinstall them.
@@ -17,11 +21,14 @@ COPY workers workers
 COPY tasks tasks
 COPY devtools devtools
 COPY migrations migrations
-COPY alembic.ini ./
+# gunicorn.conf.py: `loke-sync web` runs gunicorn here, which reads it from its working
+# directory (JSON logs, the shared metrics directory, the graceful timeout).
+COPY alembic.ini gunicorn.conf.py ./
 # Editable, so alembic.ini and migrations/ stay beside the code that finds them.
 RUN pip install --no-deps -e . \
     && useradd --system --home-dir /srv/loke-crm-sync loke \
-    && chown -R loke /srv/loke-crm-sync
+    && mkdir -p "$PROMETHEUS_MULTIPROC_DIR" \
+    && chown -R loke /srv/loke-crm-sync "$PROMETHEUS_MULTIPROC_DIR"
 USER loke
 
 EXPOSE 8000

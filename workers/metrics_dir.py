@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+from workers import stale_metrics
+
 
 def ensure() -> str:
     """PROMETHEUS_MULTIPROC_DIR as configured, else a fresh directory for this process tree:
@@ -15,4 +17,5 @@ def ensure() -> str:
         configured = tempfile.mkdtemp(prefix="loke-sync-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = configured
     os.makedirs(configured, exist_ok=True)
+    stale_metrics.remove_dead_processes_files(configured)  # a restart without a fresh tmpfs
     return configured

@@ -21,6 +21,7 @@ from app.core.queues import ALL_QUEUES, QueueName
 
 CELERY_APP = "workers.worker"
 WSGI_APP = "app.wsgi:app"
+STOP_GRACE_SECONDS = 45  # what `run` waits for its processes to stop before killing them
 
 
 def web_command(
@@ -113,7 +114,9 @@ def supervise(
         for process in processes.values():
             if process.poll() is None:
                 process.terminate()
-        deadline = time.monotonic() + 20
+        # A worker's delivery flush may take ~35 s to be answered and settled (compose gives it
+        # 45 s for the same reason); killing it sooner makes the batch go again after its lease.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for process in processes.values():
             try:
                 process.wait(timeout=max(deadline - time.monotonic(), 0.1))
