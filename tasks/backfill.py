@@ -16,6 +16,7 @@ from app.core.task_names import (
     RECONCILE_ORG,
 )
 from app.loke.client import current_loke_client
+from app.orgs import connect as org_connect
 from app.orgs import subscriptions
 from app.store.models import BackfillRun
 
@@ -28,10 +29,12 @@ def page(run_id: int, url: str | None = None, previous_url: str | None = None) -
 
 @shared_task(name=BACKFILL_SWEEP)
 def sweep() -> None:
-    """Resume backfills whose page task was lost with a worker."""
+    """Resume backfills whose page task was lost with a worker; start those a connect cut
+    short never started."""
     services = current_services()
     for run_id in paged_runs.stalled(services, BackfillRun):
         services.dispatcher.send(BACKFILL_PAGE, (run_id,))
+    org_connect.start_missing_backfills(services)
 
 
 @shared_task(name=RECONCILE_DUE)

@@ -80,6 +80,9 @@ def make_settings(tmp_path: Path, loke: FakeLoke, **overrides: Any) -> Settings:
         "delivery_timeout_seconds": 3.0,
         "delivery_lease_seconds": 10.0,
         "allow_private_destinations": True,  # the fake CRMs listen on 127.0.0.1
+        # The failed-guess limiter has its own tests (test_web_auth.py); route sweeps send
+        # dozens of wrong tokens from one address.
+        "auth_failures_per_minute": 1000,
     }
     values.update(overrides)
     return load_settings(**values)

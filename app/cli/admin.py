@@ -27,7 +27,11 @@ def _service() -> Iterator[tuple[Services, LokeClient]]:
     from app.loke.client import current_loke_client
 
     with create_app().app_context():
-        yield current_services(), current_loke_client()
+        services = current_services()
+        try:
+            yield services, current_loke_client()
+        finally:
+            services.db.dispose()  # a command run in-process (tests) must not leave connections
 
 
 @click.group()
@@ -118,9 +122,28 @@ def orgs_disconnect(org_id: str, purge: bool) -> None:
     from app.orgs.connect import disconnect
 
     with _service() as (services, loke):
-        if not disconnect(services, loke, org_id, purge):
-            raise click.ClickException(f"organization {org_id} is not known")
-    click.echo(f"{org_id} disconnected{' and purged' if purge else ''}")
+        done = disconnect(services, loke, org_id, purge)
+    if done is None:
+        raise click.ClickException(f"organization {org_id} is not known")
+    refused = "" if done.unsubscribed else f" (LOKE refused the unsubscribe: {done.loke_error})"
+    click.echo(f"{org_id} disconnected{' and purged' if purge else ''}{refused}")
+
+
+@orgs.command("rotate-secret")
+@click.argument("org_id")
+def orgs_rotate_secret(org_id: str) -> None:
+    """Give an organization a new webhook secret at LOKE; the old one is accepted for
+    WEBHOOK_SECRET_GRACE_SECONDS more."""
+    from app.orgs.secret_rotation import NotConnected, RotationRefused, rotate
+
+    with _service() as (services, loke):
+        try:
+            until = rotate(services, loke, org_id)
+        except NotConnected:
+            raise click.ClickException(f"organization {org_id} is not connected") from None
+        except RotationRefused as exc:
+            raise click.ClickException(f"not rotated: LOKE refused the new secret: {exc}") from None
+    click.echo(f"{org_id}: webhook secret rotated; the old one is valid until {until.isoformat()}")
 
 
 @click.command("backfill")
@@ -171,7 +194,7 @@ def dead_letters() -> None:
 
 @dead_letters.command("list")
 @click.option("--org", "org_id", help="only this organization")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 def dead_letters_list(org_id: str | None, limit: int) -> None:
     """Newest dead letters first, one line each."""
     from app.deadletters.listing import listing

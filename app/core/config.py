@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     webhook_secret_grace_seconds: float = Field(default=86400.0, ge=0)
     # Failed sign-ins and admin API tokens allowed per client address per minute.
     auth_failures_per_minute: int = Field(default=10, ge=1)
+    # Proxies in front of the web process whose X-Forwarded-For/-Proto are true: without it,
+    # behind a load balancer every client has the balancer's address.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
     webhook_ref: str = "loke-crm-sync"
     list_sync_interval: int = Field(default=3600, ge=60)
     list_dispatch_seconds: float = Field(default=60.0, gt=0)  # how often beat looks for due lists

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session
 from app.store.models import DeadLetter
 
 
-def listing(session: Session, org_id: str | None, limit: int = 100) -> list[DeadLetter]:
-    """The newest `limit` dead letters, of one organization or of all."""
-    query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+def listing(
+    session: Session, org_id: str | None, limit: int = 100, offset: int = 0
+) -> list[DeadLetter]:
+    """The newest `limit` dead letters after the newest `offset`, of one organization or all."""
+    query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit).offset(offset)
     if org_id is not None:
         query = query.where(DeadLetter.org_id == org_id)
     return list(session.scalars(query))

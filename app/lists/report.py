@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.services import Services
+from app.lists.loke_lists import KnownLists
 from app.lists.names import remember_names
-from app.loke.client import LokeClient
+from app.loke.errors import LokeError
 from app.store.db import utcnow
 from app.store.models import CustomerList, ListMember, ListSyncRun, Organization
 
 
-def overview(services: Services, loke: LokeClient, org_id: str) -> list[dict[str, Any]]:
-    """Every LOKE list of the organization, with whether it is synced and how it went."""
-    loke_lists = list(loke.iterate(f"/organizations/{org_id}/customer-lists"))
+@dataclass(frozen=True)
+class ListsOverview:
+    """Every LOKE list of an organization as last read, with whether it is synced and how it
+    went; when LOKE could not be read just now, why, and when the lists shown were read."""
+
+    lists: list[dict[str, Any]]
+    read_at: dt.datetime | None
+    loke_error: str | None
+
+
+def overview(services: Services, known: KnownLists, org_id: str) -> ListsOverview:
+    """The lists LOKE gave (see `loke_lists`), with what is stored of each. Raises LokeError
+    when LOKE could not be read and no earlier read is known."""
+    if known.lists is None:
+        raise LokeError(known.error or "LOKE's lists have not been read")
     with services.db.transaction() as session:
-        remember_names(session, org_id, loke_lists)
+        if known.fresh:
+            remember_names(session, org_id, known.lists)
         org = session.get(Organization, org_id)
         chosen = set(org.lists) if org else set()
         summaries = {s["id"]: s for s in summaries_of(session, org_id)}
-    return [
+    lists = [
         {
             "id": item.get("id"),
             "name": item.get("name"),
@@ -30,8 +46,9 @@ def overview(services: Services, loke: LokeClient, org_id: str) -> list[dict[str
             "synced": item.get("id") in chosen,
             **{k: v for k, v in summaries.get(item.get("id"), {}).items() if k != "id"},
         }
-        for item in loke_lists
+        for item in known.lists
     ]
+    return ListsOverview(lists, known.read_at, known.error)
 
 
 def summaries_of(session: Session, org_id: str) -> list[dict[str, Any]]:

@@ -23,11 +23,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Connection errors, timeouts, 429 and 5xx are retried this many times in all."""
+    """Connection errors, timeouts, 429 and 5xx are retried this many times in all; with a
+    budget, no try starts, and no wait goes, past that many seconds from the call's start."""
 
     attempts: int = 5
     base_seconds: float = 0.5
     cap_seconds: float = 30.0
+    budget_seconds: float | None = None
+
+
+# A web request (admin API, dashboard) waits on LOKE in one of gunicorn's sync workers, the
+# same workers that take LOKE's webhooks: each second spent there is a second a webhook may
+# wait for, and the workers' policy above can take ~80 s. So a web request tries twice within
+# WEB_LOKE_BUDGET_SECONDS per call (a token fetched first counts within it; only a token
+# renewed after a 401 may add one more WEB_LOKE_TIMEOUT_SECONDS: ~9 s at worst), each try
+# timing out after WEB_LOKE_TIMEOUT_SECONDS, then says LOKE could not be reached. LOKE answers
+# in a fraction of a second when it is well. Workers keep the full policy.
+WEB_LOKE_TIMEOUT_SECONDS = 3.0
+WEB_LOKE_BUDGET_SECONDS = 6.0
+WEB_RETRY = RetryPolicy(
+    attempts=2, base_seconds=0.5, cap_seconds=1.0, budget_seconds=WEB_LOKE_BUDGET_SECONDS
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,7 @@ class LokeClient:
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         """One call: retried when LOKE may answer later; 401 renews the token once."""
         url = path_or_url if "://" in path_or_url else f"{self.api_url}{path_or_url}"
+        started = time.monotonic()
         token = self._tokens.token()
         renewed = False
         attempt = 0
@@ -92,7 +109,7 @@ class LokeClient:
             retry_after = None
             try:
                 answer = self._http.request(
-                    method, url, headers=headers, timeout=self._timeout, **kwargs
+                    method, url, headers=headers, timeout=self._try_timeout(started), **kwargs
                 )
             except requests.RequestException as exc:
                 problem = f"LOKE unreachable ({type(exc).__name__}) for {method} {url}"
@@ -113,8 +130,18 @@ class LokeClient:
             delay = backoff_seconds(
                 attempt - 1, self._retry.base_seconds, self._retry.cap_seconds, retry_after
             )
+            budget = self._retry.budget_seconds
+            if budget is not None and time.monotonic() - started + delay >= budget:
+                raise LokeError(f"{problem} (gave up: a retry would pass the {budget:g} s budget)")
             log.warning("%s; retrying in %.1fs", problem, delay)
             time.sleep(delay)
+
+    def _try_timeout(self, started: float) -> float:
+        """One try's timeout: the client's, or what is left of the budget if that is less."""
+        if self._retry.budget_seconds is None:
+            return self._timeout
+        left = self._retry.budget_seconds - (time.monotonic() - started)
+        return max(min(self._timeout, left), 0.001)
 
     def paginator(self, first_url: str, seen: tuple[str, ...] = ()) -> Paginator:
         """A paginator starting at `first_url` (`seen`: URLs it must refuse to fetch again)."""
@@ -168,24 +195,41 @@ class LokeClient:
                 raise
 
 
-def build_loke_client(services: Services) -> LokeClient:
-    """The process's LOKE client: its token shared through Redis when there is one."""
+def token_cache(services: Services) -> TokenCache:
+    """Where the process keeps LOKE's token: Redis when there is one (shared by every
+    process), else its memory. One per process, shared by its clients."""
     settings = services.settings
-    cache: TokenCache = MemoryTokenCache()
     if services.redis is not None and settings.loke_client_id:
-        cache = RedisTokenCache(services.redis, settings.loke_client_id)
+        return RedisTokenCache(services.redis, settings.loke_client_id)
+    return MemoryTokenCache()
+
+
+def build_loke_client(services: Services, cache: TokenCache, web: bool = False) -> LokeClient:
+    """A LOKE client of the process: the full retry policy, or (`web`) the one web requests
+    use, within WEB_RETRY's budget."""
+    settings = services.settings
+    timeout = settings.loke_timeout_seconds
+    if web:
+        timeout = min(timeout, WEB_LOKE_TIMEOUT_SECONDS)
     tokens = TokenSource(
         services.http,
         settings.loke_auth_url,
         settings.loke_client_id,
         settings.loke_client_secret,
-        settings.loke_timeout_seconds,
+        timeout,
         cache,
     )
-    return LokeClient(settings.loke_api_url, tokens, services.http, settings.loke_timeout_seconds)
+    retry = WEB_RETRY if web else RetryPolicy()
+    return LokeClient(settings.loke_api_url, tokens, services.http, timeout, retry)
 
 
 def current_loke_client() -> LokeClient:
-    """The current process's LOKE client (inside an app context)."""
+    """The current process's LOKE client with the full retry policy (tasks, the CLI)."""
     client: LokeClient = current_app.extensions["loke_client"]
+    return client
+
+
+def web_loke_client() -> LokeClient:
+    """The LOKE client of a web request: two tries within WEB_RETRY's budget."""
+    client: LokeClient = current_app.extensions["web_loke_client"]
     return client

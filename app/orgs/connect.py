@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.backfill import payment_history
@@ -22,26 +24,23 @@ from app.delivery.destinations.base import (
 )
 from app.lists import runs as list_runs
 from app.loke.client import LokeClient
+from app.loke.errors import LokeError
+from app.orgs.purge import purge as purge_org
 from app.orgs.subscriptions import subscribe
 from app.store.db import utcnow
 from app.store.models import (
     BackfillRun,
     CrmContact,
     CrmList,
-    Customer,
-    CustomerList,
-    DeadLetter,
     DeliveryConflict,
     DeliveryState,
-    InboxEvent,
-    ListMember,
-    ListSyncRun,
     Organization,
-    OutboxEntry,
-    Payment,
 )
 
+log = logging.getLogger(__name__)
+
 CHECK_TIMEOUT_SECONDS = 10.0  # connecting waits this long at most for the CRM's check
+UNSUBSCRIBED = ("pending", "error")  # subscription states a PUT puts right
 
 
 class InvalidRequest(ValueError):
@@ -100,7 +99,11 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
         if first_connect:
             org.connected = True
             org.webhook_secret_enc = box.encrypt(secrets.token_urlsafe(32))
+            # A new connection starts afresh: no secret of an earlier one signs any more.
+            org.webhook_secret_previous_enc = org.webhook_secret_previous_until = None
             org.subscription_status = "pending"
+            # The reconciliation watermark starts now: the backfill covers everything before.
+            org.reconciled_until, org.reconciled_at = now, now
         if config is None and not org.destination:
             raise InvalidRequest("destination is required to connect an organization")
         if config is not None:
@@ -123,16 +126,37 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
             _new_destination(session, org_id)
         if request.lists is not None:
             list_runs.cancel_unchosen(session, org)
-    if first_connect:
-        # The reconciliation watermark starts now: the backfill covers everything before.
-        with services.db.transaction() as session:
-            org = session.get(Organization, org_id, with_for_update=True)
-            if org is None:  # purged by a concurrent DELETE: nothing left to subscribe
-                return first_connect
-            org.reconciled_until, org.reconciled_at = now, now
-        subscribe(services, loke, org_id)
-        backfill_runs.start(services, org_id)
+        # A connect cut short (the process died before subscribing or before starting the
+        # backfill, or LOKE refused the subscription) is finished by the next PUT.
+        resubscribe = org.subscription_status in UNSUBSCRIBED
+        no_backfill = first_connect or backfill_runs.latest_run(session, org_id) is None
+    if resubscribe:
+        subscribe(services, loke, org_id)  # its outcome is the org's subscription status
+    if no_backfill:
+        _start_backfill(services, org_id)
     return first_connect
+
+
+def start_missing_backfills(services: Services) -> list[str]:
+    """Start the backfill of every connected organization that never had one (a connect cut
+    short before it started; the sweep calls this). Relies on retention keeping each
+    organization's latest run. Returns the organizations started."""
+    with services.db.transaction() as session:
+        started = select(BackfillRun.id).where(BackfillRun.org_id == Organization.id)
+        missing = list(
+            session.scalars(
+                select(Organization.id).where(Organization.connected, ~started.exists())
+            )
+        )
+    return [org_id for org_id in missing if _start_backfill(services, org_id)]
+
+
+def _start_backfill(services: Services, org_id: str) -> bool:
+    try:
+        backfill_runs.start(services, org_id)
+    except backfill_runs.NotConnected:  # disconnected by a concurrent DELETE meanwhile
+        return False
+    return True
 
 
 def _prepared(services: Services, org_id: str, config: DestinationConfig) -> DestinationConfig:
@@ -169,27 +193,39 @@ def _new_destination(session: Session, org_id: str) -> None:
         state.consecutive_failures = 0
 
 
-def disconnect(services: Services, loke: LokeClient, org_id: str, purge: bool) -> bool:
-    """Stop syncing: delete the LOKE subscription and, with purge, everything stored."""
+@dataclass(frozen=True)
+class Disconnected:
+    """A disconnect done here; whether LOKE deleted our subscription, and if not, why."""
+
+    unsubscribed: bool
+    loke_error: str | None = None
+
+
+def disconnect(
+    services: Services, loke: LokeClient, org_id: str, purge: bool
+) -> Disconnected | None:
+    """Stop syncing: delete the LOKE subscription and, with purge, everything stored. Done here
+    whatever LOKE says (an organization that uninstalled the add-on refuses the call): our
+    receiver takes no webhook of a disconnected organization anyway. None: not known."""
     with services.db.transaction() as session:
         org = session.get(Organization, org_id, with_for_update=True)
         if org is None:
-            return False
+            return None
         org.connected = False
         org.updated_at = utcnow()
         list_runs.cancel_unchosen(session, org)
-    loke.delete_subscription(org_id, services.settings.webhook_ref)
+    refused = None
+    try:
+        loke.delete_subscription(org_id, services.settings.webhook_ref)
+    except LokeError as exc:
+        refused = str(exc)
+        log.warning("org %s disconnected here; LOKE refused the unsubscribe: %s", org_id, refused)
     with services.db.transaction() as session:
         org = session.get(Organization, org_id, with_for_update=True)
         if org is not None:
-            org.subscription_status = "deleted"
-            org.subscription_error = None
+            org.subscription_status = "error" if refused else "deleted"
+            org.subscription_error = refused
+            org.subscription_checked_at = utcnow()
         if purge:
-            stored = (
-                Customer, Payment, InboxEvent, DeadLetter, OutboxEntry, DeliveryState, BackfillRun,
-                CustomerList, ListMember, ListSyncRun, CrmContact, CrmList, DeliveryConflict,
-            )  # fmt: skip
-            for model in stored:
-                session.execute(delete(model).where(model.org_id == org_id))
-            session.execute(delete(Organization).where(Organization.id == org_id))
-    return True
+            purge_org(session, org_id)
+    return Disconnected(refused is None, refused)

@@ -9,32 +9,49 @@ from sqlalchemy import select
 
 from app.backfill import runs as backfill_runs
 from app.core.services import current_services
+from app.core.timestamps import to_iso
 from app.deadletters.listing import as_json, listing
 from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
 from app.delivery import conflicts
 from app.lists import report as list_report
 from app.lists import runs as list_runs
-from app.loke.client import current_loke_client
+from app.lists.loke_lists import current_lists_cache
+from app.loke.client import web_loke_client
 from app.loke.errors import LokeError
 from app.mirror import view as customer_view
 from app.orgs import connect as org_connect
+from app.orgs import secret_rotation
 from app.orgs.status import status
 from app.orgs.subscriptions import subscribe
 from app.orgs.webhook_secrets import WebhookSecrets
 from app.store.models import BackfillRun, Organization
+from app.web import paging
 from app.web.errors import error
+from app.web.guesses import client_address, current_guesses
 
 admin = Blueprint("admin", __name__, url_prefix="/api")
 
 
 @admin.before_request
 def _require_token() -> tuple[Response, int] | None:
-    header = request.headers.get("Authorization", "")
+    header = request.headers.get("Authorization")
+    refusal = "a valid Authorization: Bearer ADMIN_TOKEN is required"
+    if header is None:  # no credential at all: refused, but no guess to count
+        return error(401, "unauthorized", refusal)
+    # Failed tokens are limited per address, and a limited address is refused whatever it
+    # sends (see app.web.guesses for why).
+    guesses, address = current_guesses(), client_address()
+    wait = guesses.retry_after(address)
+    if wait is not None:
+        answer = error(429, "too_many_attempts", f"too many wrong tokens: retry in {wait} s")
+        answer[0].headers["Retry-After"] = str(wait)
+        return answer
     token = current_services().settings.required_admin_token
     if not header.startswith("Bearer ") or not hmac.compare_digest(
         header[len("Bearer ") :].encode(), token.encode()
     ):
-        return error(401, "unauthorized", "a valid Authorization: Bearer ADMIN_TOKEN is required")
+        guesses.failed(address)
+        return error(401, "unauthorized", refusal)
     return None
 
 
@@ -51,7 +68,7 @@ def put_org(org_id: str) -> tuple[Response, int]:
     """Connect an organization (201), or change its settings (200)."""
     services = current_services()
     body = request.get_json(silent=True)
-    created = org_connect.connect(services, current_loke_client(), org_id, body)
+    created = org_connect.connect(services, web_loke_client(), org_id, body)
     _forget_secret(org_id)
     with services.db.transaction() as session:
         org = session.get(Organization, org_id)
@@ -75,21 +92,23 @@ def delete_org(org_id: str) -> tuple[Response, int]:
     """Disconnect an organization (`?purge=true`: and delete what is stored of it)."""
     purge = request.args.get("purge", "").lower() in {"1", "true", "yes"}
     try:
-        known = org_connect.disconnect(current_services(), current_loke_client(), org_id, purge)
-    except LokeError as exc:
-        return error(502, "loke_error", f"disconnected here, but LOKE refused: {exc}")
+        done = org_connect.disconnect(current_services(), web_loke_client(), org_id, purge)
     finally:
         _forget_secret(org_id)
-    if not known:
+        current_lists_cache().forget(org_id)
+    if done is None:
         return error(404, "not_found", f"organization {org_id} is not known")
-    return jsonify({"status": "disconnected", "purged": purge}), 200
+    # Disconnected (and purged) here even when LOKE refused: the refusal is reported, not fatal.
+    answer = {"status": "disconnected", "purged": purge, "unsubscribed": done.unsubscribed,
+              "unsubscribeError": done.loke_error}  # fmt: skip
+    return jsonify(answer), 200
 
 
 @admin.post("/orgs/<id:org_id>/subscription")
 def reset_subscription(org_id: str) -> tuple[Response, int]:
     """PUT our webhook subscription at LOKE again (502 when LOKE refuses)."""
     services = current_services()
-    ok = subscribe(services, current_loke_client(), org_id)
+    ok = subscribe(services, web_loke_client(), org_id)
     with services.db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None or not org.connected:
@@ -114,14 +133,19 @@ def start_backfill(org_id: str) -> tuple[Response, int]:
 
 @admin.get("/orgs/<id:org_id>/lists")
 def get_lists(org_id: str) -> tuple[Response, int]:
-    """Every LOKE list of the organization, with whether it is synced and how it went."""
+    """Every LOKE list of the organization, with whether it is synced and how it went (read
+    from LOKE at most once a minute; `lokeError`: LOKE could not be read just now, and the
+    lists are those read at `listsReadAt`)."""
     if not _connected(org_id):
         return error(404, "not_found", f"organization {org_id} is not connected")
+    known = current_lists_cache().get(web_loke_client(), org_id)
     try:
-        lists = list_report.overview(current_services(), current_loke_client(), org_id)
+        found = list_report.overview(current_services(), known, org_id)
     except LokeError as exc:
         return error(502, "loke_error", str(exc))
-    return jsonify({"lists": lists}), 200
+    read_at = found.read_at.isoformat() if found.read_at else None
+    answer = {"lists": found.lists, "listsReadAt": read_at, "lokeError": found.loke_error}
+    return jsonify(answer), 200
 
 
 @admin.post("/orgs/<id:org_id>/lists/sync")
@@ -147,10 +171,10 @@ def get_customer(org_id: str, customer_id: str) -> tuple[Response, int]:
 @admin.get("/orgs/<id:org_id>/conflicts")
 def get_conflicts(org_id: str) -> tuple[Response, int]:
     """Customers the CRM holds without their email, and why (`?limit=` 1-1000, `?offset=`)."""
-    limit = request.args.get("limit", 100, type=int)
-    offset = request.args.get("offset", 0, type=int)
-    if limit is None or not 1 <= limit <= 1000 or offset is None or offset < 0:
-        return error(400, "invalid_request", "limit must be 1-1000 and offset 0 or more")
+    try:
+        limit, offset = paging.limit_and_offset(request.args)
+    except paging.InvalidPaging as exc:
+        return error(400, "invalid_request", str(exc))
     with current_services().db.transaction() as session:
         if session.get(Organization, org_id) is None:
             return error(404, "not_found", f"organization {org_id} is not known")
@@ -166,12 +190,17 @@ def retry_conflicts(org_id: str) -> tuple[Response, int]:
 
 
 @admin.get("/dead-letters")
-def list_dead_letters() -> Response:
-    """The newest dead letters (`?orgId=` of one organization, `?limit=` up to 1000)."""
+def list_dead_letters() -> Response | tuple[Response, int]:
+    """The newest dead letters (`?orgId=` of one organization, `?limit=` 1-1000, `?offset=`)."""
     org_id = request.args.get("orgId")
-    limit = min(request.args.get("limit", 100, type=int) or 100, 1000)
+    try:
+        limit, offset = paging.limit_and_offset(request.args)
+    except paging.InvalidPaging as exc:
+        return error(400, "invalid_request", str(exc))
+    if org_id is not None and paging.names_nothing_stored(org_id):
+        return jsonify({"deadLetters": []})
     with current_services().db.transaction() as session:
-        letters = listing(session, org_id, limit)
+        letters = listing(session, org_id, limit, offset)
         return jsonify({"deadLetters": [as_json(letter) for letter in letters]})
 
 
@@ -192,6 +221,21 @@ def replay_dead_letter(letter_id: int) -> tuple[Response, int]:
     if not replay_now(current_services(), letter_id):
         return error(404, "not_found", f"dead letter {letter_id} does not exist")
     return jsonify({"status": "replaying", "id": letter_id}), 202
+
+
+@admin.post("/orgs/<id:org_id>/webhook-secret/rotate")
+def rotate_webhook_secret(org_id: str) -> tuple[Response, int]:
+    """A new webhook secret, put at LOKE; the old one is accepted until `previousValidUntil`
+    (502 when LOKE refuses: the old secret stays the current one)."""
+    try:
+        until = secret_rotation.rotate(current_services(), web_loke_client(), org_id)
+    except secret_rotation.NotConnected:
+        return error(404, "not_found", f"organization {org_id} is not connected")
+    except secret_rotation.RotationRefused as exc:
+        return error(502, "loke_error", f"not rotated: LOKE refused the new secret: {exc}")
+    finally:
+        _forget_secret(org_id)
+    return jsonify({"rotated": True, "previousValidUntil": to_iso(until)}), 200
 
 
 def _connected(org_id: str) -> bool:

@@ -29,7 +29,8 @@ from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
 from app.delivery import conflicts
 from app.lists import report as list_report
 from app.lists import runs as list_runs
-from app.loke.client import current_loke_client
+from app.lists.loke_lists import current_lists_cache
+from app.loke.client import web_loke_client
 from app.loke.errors import LokeError
 from app.orgs import connect as org_connect
 from app.orgs.status import status
@@ -124,13 +125,7 @@ def org_page(org_id: str) -> str | tuple[str, int]:
         org_status = status(session, org)
         dead = [as_json(letter) for letter in listing(session, org_id, RECENT_DEAD_LETTERS)]
         conflicted = conflicts.listing(session, org_id, RECENT_DEAD_LETTERS)
-    loke_error = None
-    try:
-        connected = org_status["connected"]
-        lists = list_report.overview(services, current_loke_client(), org_id) if connected else []
-    except LokeError as exc:
-        loke_error = str(exc)
-        lists = _known_lists(org_status)
+    lists, loke_error = _lists(org_id, org_status)
     return render_template(
         "org.html",
         org=org_status,
@@ -156,6 +151,24 @@ def _backfill_running(status: dict[str, Any]) -> bool:
     return bool(status["backfill"]) and status["backfill"]["status"] == "running"
 
 
+def _lists(org_id: str, status: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """The organization's LOKE lists as last read (a minute old at most while LOKE answers:
+    the page's refresh never waits on LOKE), and why LOKE could not be read if it could not."""
+    if not status["connected"]:
+        return [], None
+    known = current_lists_cache().get(web_loke_client(), org_id)
+    try:
+        found = list_report.overview(current_services(), known, org_id)
+    except LokeError as exc:
+        return _known_lists(status), str(exc)
+    if found.loke_error and found.read_at:
+        return (
+            found.lists,
+            f"{found.loke_error} (the lists below are as read at {found.read_at:%H:%M:%S} UTC)",
+        )
+    return found.lists, found.loke_error
+
+
 def _known_lists(status: dict[str, Any]) -> list[dict[str, Any]]:
     """When LOKE cannot be asked: the lists we have synced, as far as we know them."""
     chosen = set(status["lists"])
@@ -177,7 +190,7 @@ def _back_to_org(org_id: str) -> Response:
 @dashboard.post("/orgs/<id:org_id>/subscription")
 def reset_subscription(org_id: str) -> Response:
     """PUT our webhook subscription at LOKE again."""
-    if subscribe(current_services(), current_loke_client(), org_id):
+    if subscribe(current_services(), web_loke_client(), org_id):
         flash("Subscription sent to LOKE again: ok.", "ok")
     elif not _connected(org_id):
         flash(f"Organization {org_id} is not connected.", "error")
@@ -238,7 +251,7 @@ def choose_list(org_id: str, list_id: str) -> Response:
         return _back_to_org(org_id)
     wanted = request.form.get("synced") == "on"
     chosen = chosen | {list_id} if wanted else chosen - {list_id}
-    org_connect.connect(services, current_loke_client(), org_id, {"lists": sorted(chosen)})
+    org_connect.connect(services, web_loke_client(), org_id, {"lists": sorted(chosen)})
     secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
     secrets.forget(org_id)
     flash(f"List {list_id} is {'now' if wanted else 'no longer'} synced.", "ok")

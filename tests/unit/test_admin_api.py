@@ -280,7 +280,9 @@ def test_delete_removes_the_subscription_and_webhooks_stop_at_once(
     drain_inbox(services)
     answer = call(client, "DELETE", f"/api/orgs/{ORG}")
     assert answer.status_code == 200
-    assert answer.json == {"status": "disconnected", "purged": False}
+    assert answer.json == {
+        "status": "disconnected", "purged": False, "unsubscribed": True, "unsubscribeError": None
+    }  # fmt: skip
     assert SUBSCRIPTION not in loke.subscriptions
     assert post_webhook(client, connected, created("C2")) == 404
     status = call(client, "GET", f"/api/orgs/{ORG}").json
