@@ -11,7 +11,7 @@ Requests that carry no credential at all are not guesses and are not counted.
 
 The address is `request.remote_addr`, never X-Forwarded-For (a guesser would pick a new address
 per try). Behind a load balancer that is the balancer's address, shared by every client, unless
-the app is wrapped in werkzeug's ProxyFix for the proxies the operator runs.
+TRUSTED_PROXY_HOPS says how many proxies' X-Forwarded-For to trust (the factory's ProxyFix).
 
 The counts live in the shared Redis when there is one (every web process of every machine
 counts together: one key per address, created with its expiry by one atomic script), else in
