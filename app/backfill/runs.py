@@ -109,6 +109,7 @@ def progress(run: BackfillRun | None) -> dict[str, Any] | None:
         "startedAt": run.started_at.isoformat(),
         "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
         "lastError": run.last_error,
+        "attempts": run.attempts,  # failed tries of the page at its checkpoint
     }
 
 

@@ -32,6 +32,15 @@ class PagingLoop(LokeError):
         return False
 
 
+class LokeNotConfigured(LokeError):
+    """LOKE_CLIENT_ID or LOKE_CLIENT_SECRET is not set: no call to LOKE can succeed."""
+
+    @property
+    def retryable(self) -> bool:
+        """Never: waiting does not set the credentials (a run fails at once, saying so)."""
+        return False
+
+
 def loke_message(answer: requests.Response) -> str:
     """`404 Not found (not_found)` from LOKE's `{message, code}` bodies, else the text."""
     try:

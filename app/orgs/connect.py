@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import logging
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, inspect, select
 from sqlalchemy.orm import Session
 
 from app.backfill import payment_history
@@ -25,6 +27,7 @@ from app.delivery.destinations.base import (
 from app.lists import runs as list_runs
 from app.loke.client import LokeClient
 from app.loke.errors import LokeError
+from app.orgs import refusals
 from app.orgs.purge import purge as purge_org
 from app.orgs.subscriptions import subscribe
 from app.store.db import utcnow
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 10.0  # connecting waits this long at most for the CRM's check
 UNSUBSCRIBED = ("pending", "error")  # subscription states a PUT puts right
+# A first connect subscribes within this (the CLI's full LOKE retry policy included): the sweep
+# starts no backfill for an organization still subscribing (it may be undone yet).
+CONNECTING_SECONDS = 300.0
 
 
 class InvalidRequest(ValueError):
@@ -71,7 +77,10 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
     """Create or update an organization; on first connect subscribe its webhooks at LOKE.
 
     Returns True when this call connected it. The new webhook secret is stored before LOKE
-    hears of it, so no signed webhook can ever arrive that we could not verify.
+    hears of it, so no signed webhook can ever arrive that we could not verify. A first
+    connect that LOKE refuses raises `refusals.ConnectRefused` and leaves nothing behind: it
+    asks LOKE before writing anything, and is undone if LOKE refuses the subscription after
+    all; no backfill starts before LOKE took the subscription.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
@@ -88,11 +97,14 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
     for list_id in request.lists or []:
         if not is_list_id(list_id):
             raise InvalidRequest("lists must be LOKE list ids: 1 to 64 characters, no NUL")
+    if not _connected(services, org_id):
+        refusals.check_at_loke(services.settings, loke, org_id)
     box = services.box
     now = utcnow()
     with services.db.transaction() as session:
         org = session.get(Organization, org_id, with_for_update=True)
         first_connect = org is None or not org.connected
+        before = _columns(org) if org is not None and first_connect else None
         if org is None:
             org = Organization(id=org_id, created_at=now, lists=[], destination={})
             session.add(org)
@@ -127,25 +139,69 @@ def connect(services: Services, loke: LokeClient, org_id: str, body: object) -> 
         if request.lists is not None:
             list_runs.cancel_unchosen(session, org)
         # A connect cut short (the process died before subscribing or before starting the
-        # backfill, or LOKE refused the subscription) is finished by the next PUT.
+        # backfill, or LOKE refused a later put of the subscription) is finished by the next PUT.
         resubscribe = org.subscription_status in UNSUBSCRIBED
         no_backfill = first_connect or backfill_runs.latest_run(session, org_id) is None
+        secret_enc = org.webhook_secret_enc
     if resubscribe:
-        subscribe(services, loke, org_id)  # its outcome is the org's subscription status
+        # Its outcome is the org's subscription status; only a first connect is undone by a
+        # refusal (an organization connected before stays so, its error shown).
+        try:
+            subscribe(services, loke, org_id, raise_refusal=first_connect)
+        except LokeError as exc:
+            _undo(services, org_id, before, secret_enc)
+            raise refusals.refusal(org_id, exc) from None
     if no_backfill:
         _start_backfill(services, org_id)
     return first_connect
 
 
+def _connected(services: Services, org_id: str) -> bool:
+    with services.db.transaction() as session:
+        org = session.get(Organization, org_id)
+        return org is not None and org.connected
+
+
+def _columns(org: Organization) -> dict[str, Any]:
+    """The organization's stored values, to put back if its connect is undone."""
+    return {c.key: copy.deepcopy(getattr(org, c.key)) for c in inspect(Organization).column_attrs}
+
+
+def _undo(services: Services, org_id: str, before: dict[str, Any] | None, secret_enc: str) -> None:
+    """Undo a first connect LOKE refused: a new organization is removed with whatever the
+    moments it was connected left (a list resync begun by beat, say); one known before gets
+    its stored values back. Left alone if another connect or a rotation changed its secret
+    meanwhile: that one is in charge now."""
+    with services.db.transaction() as session:
+        org = session.get(Organization, org_id, with_for_update=True)
+        if org is None or org.webhook_secret_enc != secret_enc:
+            return
+        if before is None:
+            purge_org(session, org_id)
+            return
+        for key, value in before.items():
+            setattr(org, key, value)
+        list_runs.cancel_unchosen(session, org)  # not connected: every resync begun stops
+    log.warning("org %s: LOKE refused the subscription; the connect was undone", org_id)
+
+
 def start_missing_backfills(services: Services) -> list[str]:
     """Start the backfill of every connected organization that never had one (a connect cut
-    short before it started; the sweep calls this). Relies on retention keeping each
-    organization's latest run. Returns the organizations started."""
+    short before it started; the sweep calls this), once it is no longer subscribing: a first
+    connect starts its backfill once LOKE took the subscription, and is undone if LOKE refused
+    it. Relies on retention keeping each organization's latest run. Returns the organizations
+    started."""
+    recently = utcnow() - dt.timedelta(seconds=CONNECTING_SECONDS)
+    subscribing = and_(
+        Organization.subscription_status == "pending", Organization.updated_at > recently
+    )
     with services.db.transaction() as session:
         started = select(BackfillRun.id).where(BackfillRun.org_id == Organization.id)
         missing = list(
             session.scalars(
-                select(Organization.id).where(Organization.connected, ~started.exists())
+                select(Organization.id).where(
+                    Organization.connected, ~started.exists(), ~subscribing
+                )
             )
         )
     return [org_id for org_id in missing if _start_backfill(services, org_id)]

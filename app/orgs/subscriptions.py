@@ -26,29 +26,37 @@ def webhook_url(services: Services, org_id: str) -> str:
     return f"{services.settings.public_url.rstrip('/')}/webhooks/loke/{org_id}"
 
 
-def subscribe(services: Services, loke: LokeClient, org_id: str) -> bool:
-    """PUT our subscription at LOKE (an upsert by WEBHOOK_REF, safe to repeat); note the result."""
+def subscribe(
+    services: Services, loke: LokeClient, org_id: str, *, raise_refusal: bool = False
+) -> bool:
+    """PUT our subscription at LOKE (an upsert by WEBHOOK_REF, safe to repeat); note the result.
+
+    False when LOKE refused (or the organization is not connected); with `raise_refusal`,
+    LOKE's refusal is raised instead, once noted (a first connect undoes itself on it)."""
     settings = services.settings
     with services.db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None or not org.connected:
             return False
         secret = services.box.decrypt(org.webhook_secret_enc)
-    error = None
+    refused = None
     try:
         loke.put_subscription(
             org_id, settings.webhook_ref, webhook_url(services, org_id), WEBHOOK_EVENTS, secret
         )
     except LokeError as exc:
-        error = str(exc)
-        log.error("subscription for org %s failed: %s", org_id, error)
+        refused = exc
+        log.error("subscription for org %s failed: %s", org_id, exc)
+    error = str(refused) if refused is not None else None
     with services.db.transaction() as session:
         org = session.get(Organization, org_id, with_for_update=True)
         if org is not None:
             org.subscription_status = "error" if error else "ok"
             org.subscription_error = error
             org.subscription_checked_at = utcnow()
-    return error is None
+    if refused is not None and raise_refusal:
+        raise refused
+    return refused is None
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.backfill import runs as backfill_runs
 from app.core.services import current_services
 from app.core.timestamps import to_iso
-from app.deadletters.listing import as_json, listing
+from app.core.validation import summary
+from app.deadletters.listing import STATES, as_json, listing
 from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
 from app.delivery import conflicts
 from app.lists import report as list_report
@@ -21,6 +23,7 @@ from app.loke.errors import LokeError
 from app.mirror import view as customer_view
 from app.orgs import connect as org_connect
 from app.orgs import secret_rotation
+from app.orgs.refusals import ConnectRefused
 from app.orgs.status import status
 from app.orgs.subscriptions import subscribe
 from app.orgs.webhook_secrets import WebhookSecrets
@@ -65,11 +68,16 @@ def list_orgs() -> Response:
 
 @admin.put("/orgs/<id:org_id>")
 def put_org(org_id: str) -> tuple[Response, int]:
-    """Connect an organization (201), or change its settings (200)."""
+    """Connect an organization (201), or change its settings (200). A connect LOKE refuses
+    leaves nothing behind: 400 `loke_not_configured` (no LOKE client credentials), 409
+    `loke_refused` (LOKE said no: credentials, or the organization), 503 `loke_unavailable`."""
     services = current_services()
-    body = request.get_json(silent=True)
-    created = org_connect.connect(services, web_loke_client(), org_id, body)
-    _forget_secret(org_id)
+    try:
+        created = org_connect.connect(services, web_loke_client(), org_id, _json_body())
+    except ConnectRefused as exc:
+        return error(exc.http_status, exc.code, str(exc))
+    finally:
+        _forget_secret(org_id)
     with services.db.transaction() as session:
         org = session.get(Organization, org_id)
         if org is None:  # purged by a concurrent DELETE
@@ -191,16 +199,24 @@ def retry_conflicts(org_id: str) -> tuple[Response, int]:
 
 @admin.get("/dead-letters")
 def list_dead_letters() -> Response | tuple[Response, int]:
-    """The newest dead letters (`?orgId=` of one organization, `?limit=` 1-1000, `?offset=`)."""
+    """The newest dead letters (`?orgId=` of one organization, `?reason=` a part of it in any
+    case, `?state=` waiting or replayed, `?limit=` 1-1000, `?offset=`): what the dashboard's
+    filters show, and what `POST /dead-letters/replay` with the same filter replays."""
     org_id = request.args.get("orgId")
+    state = request.args.get("state", "")
     try:
         limit, offset = paging.limit_and_offset(request.args)
+        reason = ReplayFilter(reason=(request.args.get("reason") or "").strip() or None).reason
+        if state not in STATES:
+            raise paging.InvalidPaging("state must be waiting, replayed or empty")
+    except ValidationError as exc:
+        return error(400, "invalid_request", summary(exc))
     except paging.InvalidPaging as exc:
         return error(400, "invalid_request", str(exc))
     if org_id is not None and paging.names_nothing_stored(org_id):
         return jsonify({"deadLetters": []})
     with current_services().db.transaction() as session:
-        letters = listing(session, org_id, limit, offset)
+        letters = listing(session, org_id, limit, offset, reason, STATES[state])
         return jsonify({"deadLetters": [as_json(letter) for letter in letters]})
 
 
@@ -208,7 +224,7 @@ def list_dead_letters() -> Response | tuple[Response, int]:
 def replay_dead_letters() -> tuple[Response, int]:
     """Replay every dead letter not replayed yet (`orgId`: of one organization; `reason`: whose
     reason contains it)."""
-    body = request.get_json(silent=True) if request.data else {}
+    body = _json_body() if request.get_data(cache=True).strip() else {}
     if not isinstance(body, dict):
         return error(400, "invalid_request", "the body must be a JSON object")
     count = replay_matching(current_services(), ReplayFilter.model_validate(body))
@@ -236,6 +252,12 @@ def rotate_webhook_secret(org_id: str) -> tuple[Response, int]:
     finally:
         _forget_secret(org_id)
     return jsonify({"rotated": True, "previousValidUntil": to_iso(until)}), 200
+
+
+def _json_body() -> object:
+    """The body parsed as JSON whatever its Content-Type says (`curl -d` sends a form's unless
+    told otherwise, and the body is JSON all the same), or None when it is not JSON."""
+    return request.get_json(force=True, silent=True)
 
 
 def _connected(org_id: str) -> bool:

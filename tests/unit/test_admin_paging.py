@@ -80,3 +80,25 @@ def test_dead_letters_are_paged_newest_first(connected: FlaskClient, app: Flask)
     pages = [get(connected, f"/api/dead-letters?limit=2&offset={o}") for o in (0, 2, 4)]
     reasons = [[letter["reason"] for letter in page.json["deadLetters"]] for page in pages]
     assert reasons == [["r4", "r3"], ["r2", "r1"], ["r0"]]
+
+
+def test_dead_letters_filter_by_reason_and_state_like_the_dashboard(
+    connected: FlaskClient, app: Flask
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with services_of(app).db.transaction() as session:
+        for reason, replayed in (("refused: Invalid email", None), ("refused: too long", now),
+                                 ("refused: invalid EMAIL", now)):  # fmt: skip
+            session.add(DeadLetter(org_id=ORG, kind="operation", reason=reason, detail={},
+                                   created_at=now, replayed_at=replayed))  # fmt: skip
+
+    def reasons(query: str) -> list[str]:
+        answer = get(connected, f"/api/dead-letters?{query}")
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return [letter["reason"] for letter in answer.json["deadLetters"]]
+
+    assert reasons("reason=invalid%20email") == ["refused: invalid EMAIL", "refused: Invalid email"]
+    assert reasons("reason=email&state=waiting") == ["refused: Invalid email"]
+    assert reasons("state=replayed") == ["refused: invalid EMAIL", "refused: too long"]
+    for bad in ("state=gone", "reason=a%00b"):
+        assert get(connected, f"/api/dead-letters?{bad}").status_code == 400, bad

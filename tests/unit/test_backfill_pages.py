@@ -18,6 +18,7 @@ from app.core.config import Settings
 from app.core.dispatch import BrokerUnavailable
 from app.core.services import Services
 from app.core.task_names import BACKFILL_PAGE
+from app.factory import create_app
 from app.loke.client import current_loke_client
 from app.store.models import BackfillRun, Customer
 from devtools.crm import FakeCrm
@@ -195,3 +196,21 @@ def test_an_outage_of_the_database_or_broker_is_not_counted_as_a_crash(
                 backfill_pages.run_page(services, current_loke_client(), run_id)
     run = the_run(services)
     assert (run.status, run.attempts, run.last_error) == ("running", 0, None)
+
+
+def test_a_page_read_without_loke_credentials_fails_the_run_at_once_saying_why(
+    app: Flask, client: FlaskClient, dispatcher: RecordingDispatcher, settings: Settings
+) -> None:
+    # Connected while the credentials were set; read after they were removed from the
+    # environment: no retry can succeed, so the run fails now instead of after every try.
+    unconfigured = settings.model_copy(update={"loke_client_id": None, "loke_client_secret": None})
+    other = create_app(unconfigured, RecordingDispatcher())
+    [(run_id,)] = page_tasks(dispatcher)
+    try:
+        with other.app_context():
+            backfill_pages.run_page(services_of(other), current_loke_client(), run_id)
+    finally:
+        services_of(other).db.dispose()
+    run = the_run(services_of(app))
+    assert run.status == "failed"
+    assert "LOKE_CLIENT_ID and LOKE_CLIENT_SECRET are needed" in (run.last_error or "")

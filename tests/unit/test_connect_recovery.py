@@ -97,19 +97,21 @@ def test_a_subscription_loke_refused_is_put_again_by_the_next_put(
     client: FlaskClient, services: Services, loke: FakeLoke, crm: FakeCrm
 ) -> None:
     loke.add_org(ORG)
-    loke.fail_next(1, status=403)
-    first: Any = put(client, crm)
-    assert first.status_code == 201
-    assert first.json["subscription"]["status"] == "error"
-    assert len(backfills(services)) == 1  # the backfill starts anyway: webhooks are extra
+    assert put(client, crm).status_code == 201
+    loke.fail_next(1, status=403)  # refused later: a reset, or the daily check's repair
+    reset: Any = client.post(f"/api/orgs/{ORG}/subscription", headers=AUTH)
+    assert reset.status_code == 502
+    assert reset.json["status"] == "error"
+    assert len(backfills(services)) == 1
 
     second: Any = put(client, crm)
 
+    assert second.status_code == 200  # connected all along: an update
     assert second.json["subscription"] == {**second.json["subscription"], "status": "ok"}
     assert SUBSCRIPTION in loke.subscriptions
     third: Any = put(client, crm)  # all is well: LOKE is not asked again
     assert third.status_code == 200
-    assert [m for m, t in loke.requests if "/webhooks/" in t] == ["PUT", "PUT"]
+    assert [m for m, t in loke.requests if "/webhooks/" in t] == ["PUT", "PUT", "PUT"]
 
 
 def test_the_sweep_starts_the_backfill_a_crash_left_out(
