@@ -1,4 +1,5 @@
-"""Commands that administer a running service: organizations, backfills, lists, dead letters.
+"""Commands that administer a running service: organizations, backfills, lists (dead letters
+are in app/cli/dead_letters.py).
 
 Each runs the same app functions as the admin API, in an app context of its own. Imports are
 inside the commands, so that `loke-sync --help` and the process commands start fast.
@@ -8,30 +9,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from app.cli.context import service_context as _service
+
 if TYPE_CHECKING:
     from app.core.services import Services
-    from app.loke.client import LokeClient
 
-
-@contextmanager
-def _service() -> Iterator[tuple[Services, LokeClient]]:
-    """The same services the API uses, for one command."""
-    from app.core.services import current_services
-    from app.factory import create_app
-    from app.loke.client import current_loke_client
-
-    with create_app().app_context():
-        services = current_services()
-        try:
-            yield services, current_loke_client()
-        finally:
-            services.db.dispose()  # a command run in-process (tests) must not leave connections
+NO_ORGS = "no organizations yet: loke-sync orgs discover, then orgs connect"
 
 
 @click.group()
@@ -40,16 +27,23 @@ def orgs() -> None:
 
 
 @orgs.command("list")
-def orgs_list() -> None:
-    """Connected organizations with their status, as JSON lines."""
+@click.option("--json", "as_json", is_flag=True,
+              help='as GET /api/orgs answers: {"orgs": [...]} (for scripts)')  # fmt: skip
+def orgs_list(as_json: bool) -> None:
+    """Known organizations with their status: a table, or JSON with --json."""
     from sqlalchemy import select
 
+    from app.cli.tables import organizations_table
     from app.orgs.status import status
     from app.store.models import Organization
 
     with _service() as (services, _), services.db.transaction() as session:
-        for org in session.scalars(select(Organization).order_by(Organization.id)):
-            click.echo(json.dumps(status(session, org)))
+        known = session.scalars(select(Organization).order_by(Organization.id))
+        states = [status(session, org) for org in known]
+    if as_json:
+        click.echo(json.dumps({"orgs": states}, indent=2))
+    else:
+        click.echo(organizations_table(states) if states else NO_ORGS)
 
 
 @orgs.command("discover")
@@ -62,21 +56,28 @@ def orgs_discover() -> None:
     with _service() as (services, loke):
         with services.db.transaction() as session:
             connected = set(session.scalars(select(Organization.id).where(Organization.connected)))
-        for org in loke.organizations():
+        installed = loke.organizations()
+        for org in installed:
             mark = "connected" if org.get("id") in connected else "-"
             click.echo(f"{org.get('id')}\t{mark}\t{org.get('name') or ''}")
+    if not installed:
+        click.echo("no organization has installed the add-on at LOKE yet")
 
 
 @orgs.command("connect")
 @click.argument("org_id")
 @click.option("--url", help="the CRM endpoint of an http destination")
-@click.option("--secret", envvar="DESTINATION_SECRET", help="signs each batch (http)")
-@click.option("--batch-size", default=100, show_default=True, help="operations a batch (http)")
-@click.option("--max-requests-per-second", default=10.0, show_default=True, help="(http)")
+@click.option("--secret", envvar="DESTINATION_SECRET",
+              help="signs each batch (http); 8 to 500 characters")  # fmt: skip
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 1000),
+              help="operations a batch (http)")  # fmt: skip
+@click.option("--max-requests-per-second", default=10.0, show_default=True,
+              type=click.FloatRange(0, 1000, min_open=True),
+              help="the CRM account's allowance (http)")  # fmt: skip
 @click.option("--hubspot-token", envvar="HUBSPOT_ACCESS_TOKEN",
               help="deliver to HubSpot with this service key or private app token")  # fmt: skip
 @click.option("--hubspot-base-url", help="another HubSpot API server (tests, staging)")
-@click.option("--requests-per-ten-seconds", default=100, show_default=True,
+@click.option("--requests-per-ten-seconds", default=100, show_default=True, type=click.IntRange(1),
               help="the HubSpot token's allowance (190 on Pro and Enterprise)")  # fmt: skip
 @click.option("--list-name-prefix", default="LOKE: ", show_default=True,
               help="HubSpot lists are named this and the LOKE list's name")  # fmt: skip
@@ -90,6 +91,7 @@ def orgs_connect(
     """Connect an organization to an http destination (--url, --secret) or to HubSpot
     (--hubspot-token): subscribe its webhooks at LOKE and start its backfill."""
     from app.orgs.connect import connect
+    from app.orgs.refusals import ConnectRefused
 
     destination: dict[str, object]
     if hubspot_token and not url:
@@ -110,7 +112,10 @@ def orgs_connect(
         history = int(payment_history_since)
     body = {"destination": destination, "paymentHistorySince": history}
     with _service() as (services, loke):
-        created = connect(services, loke, org_id, body)
+        try:
+            created = connect(services, loke, org_id, body)
+        except ConnectRefused as exc:  # nothing was connected: say why, exit 1
+            raise click.ClickException(str(exc)) from None
     click.echo(f"{org_id} {'connected; backfill started' if created else 'updated'}")
 
 
@@ -163,11 +168,20 @@ def backfill_command(org_id: str, follow: bool) -> None:
         click.echo(
             ("started" if started.started else "already running") + f": run {started.run_id}"
         )
+        shown_error: tuple[int, str] | None = None
         while follow:
             with services.db.transaction() as session:
                 run = backfill_runs.progress(session.get(BackfillRun, started.run_id))
             if run is None:
                 raise click.ClickException(f"backfill {started.run_id} disappeared")
+            failure = (run["attempts"], run["lastError"])
+            if run["status"] == "running" and run["lastError"] and failure != shown_error:
+                # On a line of its own, kept on screen (the bar's line is overwritten): a run
+                # that retries a page says why, and how many tries it has left.
+                shown_error = failure
+                tries = services.settings.backfill_page_attempts
+                click.echo(f"\r{_progress_line(run)}\n  page failed (try {run['attempts']} of"
+                           f" {tries}; retrying): {run['lastError']}")  # fmt: skip
             click.echo("\r" + _progress_line(run), nl=False)
             if run["status"] != "running":
                 click.echo()
@@ -187,57 +201,6 @@ def _progress_line(run: dict[str, Any]) -> str:
             f" · {run['customersPerSecond']:,.0f}/s{payments}")  # fmt: skip
 
 
-@click.group("dead-letters")
-def dead_letters() -> None:
-    """What could not be applied or delivered."""
-
-
-@dead_letters.command("list")
-@click.option("--org", "org_id", help="only this organization")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
-def dead_letters_list(org_id: str | None, limit: int) -> None:
-    """Newest dead letters first, one line each."""
-    from app.deadletters.listing import listing
-
-    with _service() as (services, _), services.db.transaction() as session:
-        for letter in listing(session, org_id, limit):
-            replayed = f" (replayed {letter.replay_count}x)" if letter.replay_count else ""
-            click.echo(f"{letter.id}\t{letter.org_id}\t{letter.kind}\t{letter.reason}{replayed}")
-
-
-@dead_letters.command("replay")
-@click.argument("letter_id", type=int, required=False)
-@click.option("--all", "every", is_flag=True, help="every dead letter not replayed yet")
-@click.option("--org", "org_id", help="with --all: only this organization's")
-@click.option("--reason", help="with --all: only those whose reason contains this")
-def dead_letters_replay(
-    letter_id: int | None, every: bool, org_id: str | None, reason: str | None
-) -> None:
-    """Send a dead letter's work again, or with --all every waiting one (rebuilt from the
-    newest state)."""
-    from pydantic import ValidationError
-
-    from app.core.validation import summary
-    from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
-
-    if (letter_id is None) == (not every):
-        raise click.UsageError("give a dead letter's id, or --all")
-    if letter_id is not None and (org_id or reason):
-        raise click.UsageError("--org and --reason go with --all")
-    try:
-        which = ReplayFilter(org_id=org_id, reason=reason)
-    except ValidationError as exc:
-        raise click.UsageError(summary(exc)) from exc
-    with _service() as (services, _):
-        if letter_id is None:
-            count = replay_matching(services, which)
-            click.echo(f"{count} dead letters queued again")
-            return
-        if not replay_now(services, letter_id):
-            raise click.ClickException(f"dead letter {letter_id} does not exist")
-    click.echo(f"dead letter {letter_id} queued again")
-
-
 @click.group("lists")
 def lists_group() -> None:
     """Customer list membership."""
@@ -251,11 +214,23 @@ def lists_sync(org_id: str) -> None:
 
     with _service() as (services, _):
         started = start_chosen(services, org_id)
-    if not started:
-        raise click.ClickException(f"organization {org_id} is not connected or chose no lists")
+        if not started:
+            raise click.ClickException(_why_no_resync(services, org_id))
     for run in started:
         state = "started" if run.started else "already running"
         click.echo(f"list {run.list_id}: resync {run.run_id} {state}")
+
+
+def _why_no_resync(services: Services, org_id: str) -> str:
+    """Which of the reasons `start_chosen` found nothing to start for it is."""
+    from app.store.models import Organization
+
+    with services.db.transaction() as session:
+        org = session.get(Organization, org_id)
+        if org is None or not org.connected:
+            return f"organization {org_id} is {'not known' if org is None else 'not connected'}"
+    return (f"organization {org_id} chose no lists to sync: choose them on its dashboard page"
+            f" or with PUT /api/orgs/{org_id} {{\"lists\": [...]}}")  # fmt: skip
 
 
 @click.command("status")
@@ -269,7 +244,7 @@ def status_command() -> None:
     with _service() as (services, _), services.db.transaction() as session:
         listed = list(session.scalars(select(Organization).order_by(Organization.id)))
         if not listed:
-            click.echo("no organizations yet: loke-sync orgs discover, then orgs connect")
+            click.echo(NO_ORGS)
         for org in listed:
             state = status(session, org)
             backfill = state["backfill"] or {}

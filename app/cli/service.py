@@ -8,8 +8,16 @@ import sys
 
 import click
 
+from app.cli.banner import run_banner
 from app.core.config import load_settings
-from app.core.processes import beat_command, start_service, supervise, web_command, worker_command
+from app.core.processes import (
+    LOCAL_HOST,
+    beat_command,
+    start_service,
+    supervise,
+    web_command,
+    worker_command,
+)
 from app.core.queues import ALL_QUEUES, parse_queues
 
 # Options these commands do not know are handed to gunicorn or celery as they are.
@@ -17,23 +25,28 @@ PASS_THROUGH = {"ignore_unknown_options": True}
 
 
 @click.command()
-@click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1),
-              help="the web port (env PORT)")  # fmt: skip
+@click.option("--host", default=LOCAL_HOST, show_default=True,
+              help="the address the web listens on (0.0.0.0: every interface)")  # fmt: skip
+@click.option("--port", envvar="PORT", default=8000, show_default=True,
+              type=click.IntRange(1, 65535), help="the web port (env PORT)")  # fmt: skip
 @click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1),
               help="gunicorn worker processes")  # fmt: skip
-def run(port: int, web_workers: int) -> None:
+def run(host: str, port: int, web_workers: int) -> None:
     """Start web, worker and beat together in this terminal (Ctrl-C stops all three).
 
     With DATABASE_URL and CELERY_BROKER_URL unset everything lives under ./var/ and needs no
-    server: good for trying it out, limited to a few hundred events a second.
+    server: good for trying it out, limited to a few hundred events a second. Logs are short
+    text lines on a terminal, JSON lines otherwise (LOG_FORMAT=json or text to choose).
     """
     settings = load_settings()
-    processes = start_service(settings, port, web_workers, announce=click.echo)
+    processes = start_service(settings, port, web_workers, announce=click.echo, host=host)
+    click.echo(run_banner(settings, host, port))
     sys.exit(supervise(processes, announce=lambda line: click.echo(line, err=True)))
 
 
 @click.command(context_settings=PASS_THROUGH)
-@click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1),
+@click.option("--port", envvar="PORT", default=8000, show_default=True,
+              type=click.IntRange(1, 65535),
               help="the port to listen on, on every interface (env PORT)")  # fmt: skip
 @click.option("--workers", envvar="WEB_CONCURRENCY", default=4, show_default=True,
               type=click.IntRange(1), help="gunicorn workers (env WEB_CONCURRENCY)")  # fmt: skip

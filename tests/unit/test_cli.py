@@ -10,27 +10,18 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli.main import main
+from app.core.config import load_settings
+from app.factory import create_app
 from app.store.migrate import upgrade
 from devtools.crm import FakeCrm
-from tests.conftest import CRM_SECRET, LOKE_CLIENT_ID, LOKE_CLIENT_SECRET, make_settings
+from tests.conftest import CRM_SECRET, make_settings, services_of
+from tests.support.cli import embedded_environment, use_environment
 from tests.support.fake_loke import FakeLoke
 
 
 @pytest.fixture
 def runner(tmp_path: Path, loke: FakeLoke, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
-        monkeypatch.delenv(name, raising=False)
-    env = {
-        "VAR_DIR": str(tmp_path),
-        "ADMIN_TOKEN": "cli-admin-token",
-        "SECRET_KEY": "cli-secret-key",
-        "LOKE_API_URL": loke.url,
-        "LOKE_AUTH_URL": loke.url,
-        "LOKE_CLIENT_ID": LOKE_CLIENT_ID,
-        "LOKE_CLIENT_SECRET": LOKE_CLIENT_SECRET,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    use_environment(monkeypatch, embedded_environment(tmp_path, loke))
     upgrade(make_settings(tmp_path, loke).sqlalchemy_url)
     return CliRunner()
 
@@ -49,8 +40,9 @@ def test_discover_lists_lokes_organizations_and_marks_the_connected_ones(
     assert found.exit_code == 0, found.output
     lines = sorted(found.output.strip().splitlines())
     assert lines == ["org-a\t-\tCafe A", "org-b\tconnected\tBar B"]
-    listed = runner.invoke(main, ["orgs", "list"])
-    [status] = [json.loads(line) for line in listed.output.splitlines()]
+    listed = runner.invoke(main, ["orgs", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [status] = json.loads(listed.output)["orgs"]
     assert status["id"] == "org-b"
     assert status["backfill"]["status"] == "running"
     assert CRM_SECRET not in listed.output
@@ -84,8 +76,58 @@ def test_status_and_lists_sync_speak_for_the_same_functions_as_the_api(
     assert status.exit_code == 0, status.output
     assert "org-d: connected · subscription ok · backfill running" in status.output
     refused = runner.invoke(main, ["lists", "sync", "org-d"])
-    assert refused.exit_code != 0
-    assert "chose no lists" in refused.output
+    assert refused.exit_code == 1
+    assert refused.output.startswith("Error: organization org-d chose no lists to sync: ")
+    unknown = runner.invoke(main, ["lists", "sync", "nobody"])
+    assert unknown.output == "Error: organization nobody is not known\n"
+    runner.invoke(main, ["orgs", "disconnect", "org-d"])
+    gone = runner.invoke(main, ["lists", "sync", "org-d"])
+    assert (gone.exit_code, gone.output) == (1, "Error: organization org-d is not connected\n")
+
+
+def test_orgs_list_is_a_table_with_aligned_columns_and_the_apis_json_with_json(
+    runner: CliRunner, loke: FakeLoke, crm: FakeCrm
+) -> None:
+    for org_id, name in (("org-e", "Eatery"), ("org-long-identifier", None)):
+        loke.add_org(org_id, name)
+        connected = runner.invoke(
+            main, ["orgs", "connect", org_id, "--url", crm.url, "--secret", CRM_SECRET]
+        )
+        assert connected.exit_code == 0, connected.output
+    table = runner.invoke(main, ["orgs", "list"])
+    assert table.exit_code == 0, table.output
+    header, *rows = table.output.splitlines()
+    assert header.split() == [
+        "ID", "NAME", "CONNECTED", "SUBSCRIPTION", "BACKFILL", "CUSTOMERS", "DELIVERY",
+        "BACKLOG", "LAG", "DEAD", "LETTERS",
+    ]  # fmt: skip
+    assert [row.split()[0] for row in rows] == ["org-e", "org-long-identifier"]
+    for row in rows:
+        # Left-aligned text starts under its heading; numbers end under theirs.
+        after_name = row[header.index("CONNECTED") :].split()
+        assert after_name == ["yes", "ok", "running", "0", "ok", "0", "0", "s", "0"]
+        assert len(row) == len(header)  # DEAD LETTERS' count ends where its heading does
+    app = create_app(load_settings())  # the API, on the same database as the commands
+    answer = app.test_client().get("/api/orgs", headers={"Authorization": "Bearer cli-admin-token"})
+    services_of(app).db.dispose()
+    scripted = json.loads(runner.invoke(main, ["orgs", "list", "--json"]).output)["orgs"]
+    served = answer.get_json()["orgs"]
+    assert [org["id"] for org in scripted] == [org["id"] for org in served]
+    assert [sorted(org) for org in scripted] == [sorted(org) for org in served]
+
+
+def test_empty_results_say_so(runner: CliRunner) -> None:
+    expected = {
+        ("orgs", "list"): "no organizations yet: loke-sync orgs discover, then orgs connect\n",
+        ("orgs", "list", "--json"): '{\n  "orgs": []\n}\n',
+        ("orgs", "discover"): "no organization has installed the add-on at LOKE yet\n",
+        ("dead-letters", "list"): "no dead letters\n",
+        ("dead-letters", "list", "--org", "org-z"): "no dead letters of org-z\n",
+        ("dead-letters", "replay", "--all"): "no dead letters match\n",
+    }
+    for command, said in expected.items():
+        result = runner.invoke(main, list(command))
+        assert (result.exit_code, result.output) == (0, said), command
 
 
 def test_dead_letters_are_replayed_by_id_or_all_that_match(

@@ -45,9 +45,7 @@ def test_the_cli_connects_an_organization_to_hubspot(
                                   "--hubspot-base-url", hubspot.url,
                                   "--requests-per-ten-seconds", "190"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    [status] = [
-        json.loads(line) for line in runner.invoke(main, ["orgs", "list"]).output.splitlines()
-    ]
+    [status] = json.loads(runner.invoke(main, ["orgs", "list", "--json"]).output)["orgs"]
     assert status["destination"]["type"] == "hubspot"
     assert status["destination"]["portalId"] == hubspot.portal_id()
     assert HUBSPOT_TOKEN not in json.dumps(status)
