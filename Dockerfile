@@ -6,6 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PORT=8000
 # must start empty: compose mounts a tmpfs here, and gunicorn.conf.py removes the files of
 # processes that are gone.
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/loke-sync-metrics
+# JSON even when a container is given a terminal (docker run -t): log collectors parse it.
+ENV LOG_FORMAT=json
 WORKDIR /srv/loke-crm-sync
 
 # Dependencies first, pinned by the lock, so code changes do not reinstall them.

@@ -13,7 +13,7 @@ stale_metrics.remove_dead_processes_files(metrics_dir.ensure())
 
 from app.core.logs import LOGGING  # noqa: E402 - must follow the lines above
 
-logconfig_dict = LOGGING  # JSON lines like every other process
+logconfig_dict = LOGGING  # the same lines as every other process (text or JSON: app.core.logs)
 
 # How long a stopping worker may finish its requests. The longest waits on one outbound call
 # (LOKE_TIMEOUT_SECONDS 15 s; DELIVERY_TIMEOUT_SECONDS 20 s for a CRM's token check), and then

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from app.backfill import customers as backfill_pages
@@ -20,6 +22,8 @@ from app.orgs import connect as org_connect
 from app.orgs import subscriptions
 from app.store.models import BackfillRun
 
+log = logging.getLogger(__name__)
+
 
 @shared_task(name=BACKFILL_PAGE)
 def page(run_id: int, url: str | None = None, previous_url: str | None = None) -> None:
@@ -32,17 +36,26 @@ def sweep() -> None:
     """Resume backfills whose page task was lost with a worker; start those a connect cut
     short never started."""
     services = current_services()
-    for run_id in paged_runs.stalled(services, BackfillRun):
+    stalled = paged_runs.stalled(services, BackfillRun)
+    for run_id in stalled:
         services.dispatcher.send(BACKFILL_PAGE, (run_id,))
-    org_connect.start_missing_backfills(services)
+    started = org_connect.start_missing_backfills(services)
+    # Periodic: an INFO line only when it did something (app.core.logs).
+    if stalled:
+        log.info("backfills stalled, sent their page again: %s", ", ".join(str(r) for r in stalled))
+    if started:
+        log.info("backfills never started, started: %s", ", ".join(started))
 
 
 @shared_task(name=RECONCILE_DUE)
 def reconcile_due() -> None:
     """Send a reconciliation for every organization whose interval has passed."""
     services = current_services()
-    for org_id in reconcile.due_orgs(services):
+    due = reconcile.due_orgs(services)
+    for org_id in due:
         services.dispatcher.send(RECONCILE_ORG, (org_id,))
+    if due:  # periodic: an INFO line only when it did something (app.core.logs)
+        log.info("reconciliation due: sent for %s", ", ".join(due))
 
 
 # A sweep walks only what changed since the last one; the limits leave room for a long outage.
@@ -56,4 +69,8 @@ def reconcile_org(org_id: str) -> None:
 @shared_task(name=CHECK_SUBSCRIPTIONS)
 def check_subscriptions() -> None:
     """Check, and repair, every connected organization's LOKE subscription."""
-    subscriptions.check_all(current_services(), current_loke_client())
+    checked = subscriptions.check_all(current_services(), current_loke_client())
+    # Periodic: an INFO line only when something was put back (drift is logged as it is found).
+    repaired = [check.org_id for check in checked if check.state == "repaired"]
+    if repaired:
+        log.info("subscriptions checked: %d, repaired: %s", len(checked), ", ".join(repaired))

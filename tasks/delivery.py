@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from app.core.kicks import Kick
@@ -9,6 +11,8 @@ from app.core.services import current_services
 from app.core.task_names import DELIVERY_FLUSH, DELIVERY_SWEEP
 from app.delivery.sender import flush_org
 from app.delivery.sweep import orgs_with_forgotten_work
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name=DELIVERY_FLUSH)
@@ -22,5 +26,8 @@ def sweep() -> None:
     """Send a flush for every organization whose due work nobody is doing."""
     services = current_services()
     after = services.settings.outbox_sweep_after_seconds
-    for org_id in orgs_with_forgotten_work(services.db, after):
+    forgotten = orgs_with_forgotten_work(services.db, after)
+    for org_id in forgotten:
         services.dispatcher.send(DELIVERY_FLUSH, (org_id,))
+    if forgotten:  # periodic: an INFO line only when it did something (app.core.logs)
+        log.info("delivery waiting nobody was doing: sent a flush for %s", ", ".join(forgotten))

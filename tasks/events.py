@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from app.core.kicks import Kick
@@ -9,6 +11,8 @@ from app.core.services import current_services
 from app.core.task_names import EVENTS_DRAIN, EVENTS_SWEEP
 from app.ingest import inbox
 from app.ingest.apply import drain_inbox
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name=EVENTS_DRAIN)
@@ -25,3 +29,5 @@ def sweep() -> None:
         age = inbox.oldest_pending_age_seconds(session)
     if age is not None and age >= services.settings.inbox_sweep_after_seconds:
         services.dispatcher.send(EVENTS_DRAIN)
+        # A periodic task logs at INFO only when it did something (app.core.logs: QuietTicks).
+        log.info("events pending for %.0f s: sent a drain", age)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from app.backfill import paged_runs
@@ -10,6 +12,8 @@ from app.core.task_names import LISTS_DUE, LISTS_READ, LISTS_STAGE, LISTS_SWEEP
 from app.lists import reader, runs, stager
 from app.loke.client import current_loke_client
 from app.store.models import ListSyncRun
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name=LISTS_READ)
@@ -28,14 +32,23 @@ def stage(run_id: int, seq: int, refetch: bool = False) -> None:
 def sweep() -> None:
     """Resume stalled resyncs; drop the staging of those that are over."""
     services = current_services()
-    for run_id in paged_runs.stalled(services, ListSyncRun):
+    stalled = paged_runs.stalled(services, ListSyncRun)
+    for run_id in stalled:
         runs.resume(services, run_id)
-    runs.clear_stale_staging(services)
+    dropped = runs.clear_stale_staging(services)
+    # Periodic: an INFO line only when it did something (app.core.logs).
+    if stalled:
+        log.info("list resyncs stalled, resumed: %s", ", ".join(str(r) for r in stalled))
+    if dropped:
+        log.info("staging tables of %d finished list resyncs dropped", dropped)
 
 
 @shared_task(name=LISTS_DUE)
 def dispatch_due() -> None:
     """Beat runs this every minute; each organization's own interval decides what is due."""
     services = current_services()
-    for org_id in runs.due_orgs(services):
+    due = runs.due_orgs(services)
+    for org_id in due:
         runs.start_chosen(services, org_id)
+    if due:  # periodic: an INFO line only when it did something (app.core.logs)
+        log.info("list resyncs due: started for %s", ", ".join(due))

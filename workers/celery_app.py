@@ -1,9 +1,10 @@
 """What worker and beat processes add to the Celery app every process has (`app.core.broker`):
-the task modules, the beat schedule and its scheduler, JSON logs carrying each task's context,
-and the metrics port."""
+the task modules, the beat schedule and its scheduler, logs carrying each task's context (and
+quiet about idle periodic tasks), and the metrics port."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -21,7 +22,19 @@ TASK_MODULES = [
     "tasks.backfill",
     "tasks.lists",
     "tasks.retention",
+    "tasks.activity",
 ]
+
+
+def configure_logging(settings: Settings, celery_level: int | None = None) -> None:
+    """The process's log lines (`app.core.logs`) at LOG_LEVEL, or at Celery's `--loglevel` if
+    that says more (its default, WARNING, never does); Celery's own lines about the periodic
+    tasks at DEBUG: they run every few seconds and log when they did something."""
+    level = logging.getLevelNamesMapping()[settings.log_level]
+    if celery_level is not None:
+        level = min(level, celery_level)
+    periodic = {entry["task"] for entry in beat_schedule(settings).values()}
+    logs.configure(logging.getLevelName(level), quiet_tasks=periodic)
 
 
 def configure(celery: Celery[Any], settings: Settings) -> None:
@@ -41,9 +54,9 @@ def configure(celery: Celery[Any], settings: Settings) -> None:
         celery.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
 
     @setup_logging.connect(weak=False)
-    def _json_logs(**_: object) -> None:
-        # Connected, so Celery leaves logging to us: the same JSON lines as the web.
-        logs.configure(settings.log_level)
+    def _logs(loglevel: int | None = None, **_: object) -> None:
+        # Connected, so Celery leaves logging to us: the same lines as the web.
+        configure_logging(settings, loglevel)
 
     @task_prerun.connect(weak=False)
     def _task_context(task_id: str | None = None, **_: object) -> None:

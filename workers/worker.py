@@ -11,7 +11,7 @@ from app.factory import create_app  # noqa: E402
 from workers.celery_app import configure  # noqa: E402
 
 settings = load_settings()
-# Before Celery starts: even its start-up warnings come out as JSON lines.
+# Before Celery starts: even its start-up warnings come out as log lines.
 logs.configure(settings.log_level)
 
 flask_app = create_app(settings)

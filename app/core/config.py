@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    # json, text, or auto: text on a terminal, JSON otherwise (app.core.logs reads it too, in
+    # gunicorn's master before these settings exist).
+    log_format: str = Field(default="auto", pattern="^(?i:auto|json|text)$")
 
     # Tuning. Defaults suit production; tests shorten the clocks.
     inbox_batch_size: int = Field(default=200, ge=1, le=5000)

@@ -7,6 +7,7 @@ all start them through `loke-sync web|worker|beat`, which runs the command lines
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -17,11 +18,15 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from app.core.config import Settings
+from app.core.logs import PROCESS_ENV, child_environment
 from app.core.queues import ALL_QUEUES, QueueName
 
 CELERY_APP = "workers.worker"
 WSGI_APP = "app.wsgi:app"
 STOP_GRACE_SECONDS = 45  # what `run` waits for its processes to stop before killing them
+# `run` and `demo` serve this machine only unless told otherwise (`--host`); `loke-sync web`,
+# the Procfile's and compose's, serves every interface.
+LOCAL_HOST = "127.0.0.1"
 
 
 def web_command(
@@ -59,9 +64,10 @@ def start_service(
     web_workers: int,
     output: IO[bytes] | None = None,
     announce: Callable[[str], object] = print,
+    host: str = LOCAL_HOST,
 ) -> dict[str, subprocess.Popen[bytes]]:
-    """Migrate, then start web, worker and beat as children of this process (their output to
-    `output`, else to this terminal), telling `announce` where to find them."""
+    """Migrate, then start web (on `host`:`port`), worker and beat as children of this process
+    (their output to `output`, else to this terminal), telling `announce` where the data is."""
     from app.store.migrate import upgrade  # (alembic is slow to import: only this command needs it)
 
     upgrade(settings.sqlalchemy_url)
@@ -69,7 +75,7 @@ def start_service(
     # The embedded broker suits threads: every prefork child would poll SQLite on its own.
     pool = ["-P", "threads", "-c", "4"] if settings.embedded else []
     commands = {
-        "web": web_command(f"0.0.0.0:{port}", web_workers, access_log=False),
+        "web": web_command(bind_address(host, port), web_workers, access_log=False),
         "worker": worker_command(extra=pool),
         "beat": beat_command(),
     }
@@ -80,12 +86,32 @@ def start_service(
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics.resolve()))
     if settings.embedded:
         announce(f"embedded mode: data under {settings.var_dir.resolve()}/")
-        announce(f"admin token: {settings.admin_token}")
-    announce(f"webhooks: http://localhost:{port}/webhooks/loke/<orgId>")
+    # Text or JSON is decided here, from where their lines go: a child's own stdout is not a
+    # terminal when it is piped, even if this one is.
+    log_env = child_environment(settings.log_format, sys.stdout if output is None else output)
     return {
-        name: subprocess.Popen(argv, stdout=output, stderr=output)  # nosec B603
+        name: subprocess.Popen(  # nosec B603
+            argv, stdout=output, stderr=output, env={**os.environ, **log_env, PROCESS_ENV: name}
+        )
         for name, argv in commands.items()
     }
+
+
+def bind_address(host: str, port: int) -> str:
+    """gunicorn's `--bind` for `host` (an IPv6 address in brackets) and `port`."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def browse_url(host: str, port: int) -> str:
+    """The address a browser on this machine opens for a server listening on `host`:`port`
+    (every interface, 0.0.0.0 or ::, includes the loopback one)."""
+    try:
+        address = ipaddress.ip_address(host or LOCAL_HOST)
+    except ValueError:  # a name: localhost, the machine's name
+        return f"http://{host}:{port}/"
+    if address.is_unspecified:
+        address = ipaddress.ip_address(LOCAL_HOST)
+    return f"http://{address if address.version == 4 else f'[{address}]'}:{port}/"
 
 
 def supervise(

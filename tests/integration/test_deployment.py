@@ -54,6 +54,7 @@ def test_each_procfile_process_starts_and_answers(stack: Stack) -> None:
     port = free_port()
     stack.env["PORT"] = str(port)
     stack.env["SWEEP_INTERVAL_SECONDS"] = "1"
+    stack.env["LOG_LEVEL"] = "DEBUG"  # beat's "Sending due task" is a DEBUG line
     for _ in range(2):  # release runs on every deploy: the second run changes nothing
         release = run_procfile(stack, "release")
         assert release.wait(timeout=60) == 0

@@ -220,7 +220,8 @@ class Stack:
 
     def beat(self) -> Service:
         schedule = self.log_dir / f"beat-{uuid.uuid4().hex[:6]}.schedule"
-        argv = beat_command(["--schedule", str(schedule), "--loglevel", "INFO"])
+        # "Sending due task" is a DEBUG line; the fault harness watches for it.
+        argv = beat_command(["--schedule", str(schedule), "--loglevel", "DEBUG"])
         service = self._start("beat", argv)
         _wait_until(_says("beat: Starting", service), service, 60)
         return service

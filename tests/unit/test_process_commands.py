@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -68,3 +69,14 @@ def test_beat_runs_celery_beat_with_the_options_given(execs: Exec) -> None:
     [(_, argv)] = execs
     assert argv[1:] == ["-m", "celery", "--quiet", "-A", "workers.worker", "beat",
                         "--loglevel", "INFO"]  # fmt: skip
+
+
+def test_web_serves_every_interface_as_the_procfile_and_compose_run_it(execs: Exec) -> None:
+    """`run` and `demo` listen on 127.0.0.1 (tests/unit/test_run_banner.py); the deployed web
+    process, behind its platform's router or compose's published port, keeps serving all."""
+    procfile = (Path(__file__).resolve().parents[2] / "Procfile").read_text().splitlines()
+    assert "web: loke-sync web" in procfile
+    result = CliRunner().invoke(main, ["web"])
+    assert result.exit_code == 0, result.output
+    [(_, argv)] = execs
+    assert argv[argv.index("--bind") + 1] == "0.0.0.0:8000"
