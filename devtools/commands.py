@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 def _activity_options(command: Callable[..., None]) -> Callable[..., None]:
     """The simulated organization's options, shared by `sandbox` and `demo`."""
     options = [
-        click.option("--seed", default=1, show_default=True, help="same seed, same organization"),
-        click.option("--customers", default=2000, show_default=True, type=click.IntRange(1)),
+        click.option("--seed", default=1, show_default=True, type=int,
+                     help="same seed, same organization"),
+        click.option("--customers", default=2000, show_default=True, type=click.IntRange(1),
+                     help="customers of the simulated organization"),
         click.option("--rate", default=5.0, show_default=True, type=click.FloatRange(0),
                      help="webhook events a second once subscribed (0: none)"),
         click.option("--max-events", default=0, show_default=True, type=click.IntRange(0),
@@ -28,8 +30,10 @@ def _activity_options(command: Callable[..., None]) -> Callable[..., None]:
                      help="events come in waves: this long busy ..."),
         click.option("--quiet-seconds", default=10.0, show_default=True, type=click.FloatRange(0),
                      help="... then this long quiet (0: a steady stream)"),
-        click.option("--list-churn-seconds", default=45.0, show_default=True,
-                     type=click.FloatRange(0), help="how often list membership changes (0: never)"),
+        click.option("--list-churn-seconds", default=150.0, show_default=True,
+                     type=click.FloatRange(0),
+                     help="how often list membership changes (0: never); longer than the "
+                          "service's 60 s list resync, so the CRM catches up between changes"),
         click.option("--duplicates", default=0.05, show_default=True, type=click.FloatRange(0, 1),
                      help="share of webhooks delivered twice"),
         click.option("--out-of-order", default=0.1, show_default=True, type=click.FloatRange(0, 1),
@@ -52,13 +56,19 @@ def _activity(values: dict[str, Any]) -> Activity:
 
 
 @click.command("sandbox")
-@click.option("--port", default=8001, show_default=True)
-@click.option("--org", "org_id", default="org-sandbox", show_default=True)
-@click.option("--org-name", default="Sandbox Bistro", show_default=True)
-@click.option("--client-id", default="sandbox-addon", show_default=True)
-@click.option("--client-secret", default="sandbox-secret", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535),
+              help="the port of the simulated LOKE (API, tokens)")  # fmt: skip
+@click.option("--org", "org_id", default="org-sandbox", show_default=True,
+              help="the simulated organization's id")  # fmt: skip
+@click.option("--org-name", default="Sandbox Bistro", show_default=True,
+              help="the simulated organization's name")  # fmt: skip
+@click.option("--client-id", default="sandbox-addon", show_default=True,
+              help="the add-on's client id it accepts (LOKE_CLIENT_ID)")  # fmt: skip
+@click.option("--client-secret", default="sandbox-secret", show_default=True,
+              help="the add-on's client secret it accepts (LOKE_CLIENT_SECRET)")  # fmt: skip
 @click.option("--list", "lists", multiple=True, default=["VIP guests=100", "Newsletter=500"],
-              show_default=True, help="NAME=SIZE, repeatable")  # fmt: skip
+              show_default=True,
+              help="a customer list of the organization, NAME=SIZE; repeatable")  # fmt: skip
 @_activity_options
 def sandbox_command(
     port: int,
@@ -82,18 +92,24 @@ def sandbox_command(
 
 
 @click.command("demo")
-@click.option("--port", default=8000, show_default=True, help="the service's web port")
-@click.option("--sandbox-port", default=8001, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="the address the dashboard listens on (0.0.0.0: every interface)")  # fmt: skip
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="the service's web port (the dashboard)")  # fmt: skip
+@click.option("--sandbox-port", default=8001, show_default=True, type=click.IntRange(1, 65535),
+              help="the simulated LOKE's port")  # fmt: skip
 @click.option("--crm", "crm_kind", type=click.Choice(["http", "hubspot"]), default="http",
               show_default=True,
               help="the demo CRM: the http destination's, or a fake HubSpot")  # fmt: skip
-@click.option("--crm-port", default=8002, show_default=True,
+@click.option("--crm-port", default=8002, show_default=True, type=click.IntRange(1, 65535),
               help="the demo CRM's port (its API and its page)")  # fmt: skip
 @click.option("--var-dir", default="var/demo", show_default=True, type=click.Path(),
               help="embedded data of the demo, wiped at every start")  # fmt: skip
-@click.option("--web-workers", default=2, show_default=True)
+@click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1),
+              help="gunicorn worker processes")  # fmt: skip
 @_activity_options
 def demo_command(
+    host: str,
     port: int,
     sandbox_port: int,
     crm_kind: Literal["http", "hubspot"],
@@ -105,5 +121,5 @@ def demo_command(
     """Sandbox LOKE + web, worker, beat + a demo CRM, connected: watch it sync (no servers)."""
     from devtools.demo.runner import Ports, run_demo
 
-    ports = Ports(port, sandbox_port, crm_port)
+    ports = Ports(port, sandbox_port, crm_port, host)
     run_demo(_activity(activity), ports, Path(var_dir), web_workers, crm_kind)

@@ -14,6 +14,7 @@ from typing import Any
 
 from devtools.crm import FakeCrm
 from devtools.demo import fidelity, page
+from devtools.demo.verdict import Convergence
 from devtools.httpserver import Request, Response
 from devtools.sandbox.state import OrgSnapshot
 
@@ -38,6 +39,7 @@ class DemoCrm(FakeCrm):
         self.truth, self.org_id = truth, org_id
         self.list_ids = list(list_ids)
         self.context = context or dict  # extra facts for the page (links, sandbox counters)
+        self.convergence = Convergence()  # since when it has not matched
 
     @property
     def batch_url(self) -> str:
@@ -55,7 +57,8 @@ class DemoCrm(FakeCrm):
         return shown or super().handle(request)
 
     def report(self) -> dict[str, Any]:
-        """The fidelity report of the demo organization, with the CRM's own counters."""
+        """The fidelity report of the demo organization, with the CRM's own counters and how
+        long it has not matched."""
         truth = self.truth(self.org_id)  # outside our lock: the sandbox has its own
         org = self.org_id
         with self._lock:
@@ -71,7 +74,7 @@ class DemoCrm(FakeCrm):
             refused = sum(1 for _, status, _ in self.answered if status in (400, 401))
             received = {"batches": len(self.batches), "duplicates": len(self.duplicate_batch_ids),
                         "refused": refused, "operations": dict(self.counts(org).ops)}  # fmt: skip
-        return {"organizationId": org, **report, "received": received}
+        return self.convergence.observe({"organizationId": org, **report, "received": received})
 
     def recent_operations(self) -> list[dict[str, Any]]:
         """The last operations applied, newest first."""

@@ -1,7 +1,8 @@
 """LOKE's truth against the CRM's state: which customers, payments and list members match.
 
 A customer matches when every field the `http` destination carries (the contact and its
-statistics) equals LOKE's; timestamps are compared as instants, not as strings.
+statistics) equals LOKE's; timestamps are compared as instants, not as strings. Every record that
+does not match is one row of `differences`, so the counts and the list shown always agree.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from devtools.demo.verdict import CUSTOMER, PAYMENT, difference, member_differences, verdict
 from devtools.sandbox.payloads import STATISTICS_COUNTERS, STATISTICS_TIMES, parse_ts
 from devtools.sandbox.state import OrgSnapshot
 
 CONTACT_FIELDS = ("email", "firstName", "lastName", "phoneNumber", "dob", "gender",
                   "hasAgreedToMarketing", "createdAt", "updatedAt")  # fmt: skip
 TIME_FIELDS = frozenset(("createdAt", "updatedAt", *STATISTICS_TIMES))
-EXAMPLES = 10
+NOT_IN_CRM = "not in the CRM"
+UNKNOWN_TO_LOKE = "in the CRM, unknown to LOKE"
 
 
 def compare(
@@ -27,19 +30,26 @@ def compare(
 ) -> dict[str, Any]:
     """The fidelity report (JSON-ready). `contacts`/`payments` are the newest operation the CRM
     applied per customer/payment id; `lists` its members per list id; `list_ids` the lists the
-    organization opted into (only those are meant to reach the CRM)."""
-    customers = _customers(truth.customers, contacts)
-    paid = _payments(truth.payments, payments)
-    chosen = [list_report(list_id, truth.lists.get(list_id), lists.get(list_id, set()))
-              for list_id in list_ids]  # fmt: skip
+    organization opted into (only those are meant to reach the CRM). `matches` only when all
+    of it does, lists included; `differences` names every record that does not."""
+    differences: list[dict[str, Any]] = []
+    customers = _customers(truth.customers, contacts, differences)
+    paid = _payments(truth.payments, payments, differences)
+    chosen = []
+    for list_id in list_ids:
+        at_loke = truth.lists.get(list_id)
+        held = lists.get(list_id, set())
+        entry = list_report(list_id, at_loke, held)
+        chosen.append(entry)
+        members = at_loke[1] if at_loke is not None else frozenset[str]()
+        differences += member_differences(entry["name"], members, held, "CRM")
     return {
-        "matches": customers["loke"] == customers["matching"]
-        and not customers["extra"]
-        and paid["loke"] == paid["matching"],
+        **verdict(differences),
         "customers": customers,
         "payments": paid,
         "lists": chosen,
         "listsMatch": all(entry["matches"] for entry in chosen),
+        "differences": differences,
     }
 
 
@@ -55,31 +65,31 @@ def differing_fields(customer: Mapping[str, Any], op: Mapping[str, Any]) -> list
 
 
 def _customers(
-    truth: Mapping[str, dict[str, Any]], contacts: Mapping[str, dict[str, Any]]
+    truth: Mapping[str, dict[str, Any]],
+    contacts: Mapping[str, dict[str, Any]],
+    differences: list[dict[str, Any]],
 ) -> dict[str, Any]:
     matching, differing, missing = 0, 0, 0
-    examples: list[dict[str, Any]] = []
     for customer_id, customer in truth.items():
         op = contacts.get(customer_id)
         if op is None:
             missing += 1
-            problem: dict[str, Any] = {"id": customer_id, "problem": "not in the CRM"}
+            differences.append(difference(CUSTOMER, customer_id, NOT_IN_CRM))
         elif fields := differing_fields(customer, op):
             differing += 1
-            problem = {"id": customer_id, "problem": "differs", "fields": fields}
+            differences.append(difference(CUSTOMER, customer_id, "differs", fields))
         else:
             matching += 1
-            continue
-        if len(examples) < EXAMPLES:
-            examples.append(problem)
-    extra = sum(1 for customer_id in contacts if customer_id not in truth)
+    extra = sorted(customer_id for customer_id in contacts if customer_id not in truth)
+    differences += [difference(CUSTOMER, customer_id, UNKNOWN_TO_LOKE) for customer_id in extra]
     return {"loke": len(truth), "crm": len(contacts), "matching": matching,
-            "differing": differing, "missing": missing, "extra": extra,
-            "examples": examples}  # fmt: skip
+            "differing": differing, "missing": missing, "extra": len(extra)}  # fmt: skip
 
 
 def _payments(
-    truth: Mapping[str, dict[str, Any]], delivered: Mapping[str, dict[str, Any]]
+    truth: Mapping[str, dict[str, Any]],
+    delivered: Mapping[str, dict[str, Any]],
+    differences: list[dict[str, Any]],
 ) -> dict[str, Any]:
     # Payments without a customer are kept by the service and never delivered (contract).
     expected = {pid: p for pid, p in truth.items() if p.get("customer")}
@@ -89,12 +99,20 @@ def _payments(
         status = "refunded" if payment.get("refundedAt") else "completed"
         if op is None:
             missing += 1
-        elif op.get("status") == status and op.get("total") == payment.get("total"):
-            matching += 1
-        else:
+            differences.append(difference(PAYMENT, payment_id, NOT_IN_CRM))
+            continue
+        wrong = [] if op.get("status") == status else ["status"]
+        if op.get("total") != payment.get("total"):
+            wrong.append("total")
+        if wrong:
             differing += 1
+            differences.append(difference(PAYMENT, payment_id, "differs", wrong))
+        else:
+            matching += 1
+    extra = sorted(payment_id for payment_id in delivered if payment_id not in expected)
+    differences += [difference(PAYMENT, payment_id, UNKNOWN_TO_LOKE) for payment_id in extra]
     return {"loke": len(expected), "crm": len(delivered), "matching": matching,
-            "differing": differing, "missing": missing}  # fmt: skip
+            "differing": differing, "missing": missing, "extra": len(extra)}  # fmt: skip
 
 
 def list_report(

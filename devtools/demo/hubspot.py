@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from devtools.demo import hubspot_fidelity, page
+from devtools.demo.verdict import Convergence
 from devtools.httpserver import Request, Response
 from devtools.hubspot import FakeHubSpot
 from devtools.sandbox.payloads import parse_ts
@@ -54,6 +55,7 @@ class DemoHubSpot(FakeHubSpot):
         self.truth, self.org_id = truth, org_id
         self.list_ids = list(list_ids)
         self.context = context or dict  # extra facts for the page (links, sandbox counters)
+        self.convergence = Convergence()  # since when it has not matched
 
     def prepare(self, sandbox: LokeSandbox) -> None:
         """Make the portal and LOKE what a real venue connects: a portal with contacts of its
@@ -84,7 +86,8 @@ class DemoHubSpot(FakeHubSpot):
         return shown or super().handle(request)
 
     def report(self) -> dict[str, Any]:
-        """The fidelity report of the demo organization, with the portal's traffic."""
+        """The fidelity report of the demo organization, with the portal's traffic and how long
+        it has not matched."""
         truth = self.truth(self.org_id)  # outside our lock: the sandbox has its own
         with self._lock:  # one consistent look at the portal (the lock is re-entrant)
             held = hubspot_fidelity.Holdings(
@@ -99,7 +102,8 @@ class DemoHubSpot(FakeHubSpot):
             traffic, busiest = self.requests.as_json(), self.max_in_window
         report = hubspot_fidelity.compare(truth, held, self.list_ids, LIST_PREFIX)
         traffic |= {"maxInWindow": busiest, "allowance": PER_TEN_SECONDS}
-        return {"organizationId": self.org_id, "crm": "hubspot", **report, "received": traffic}
+        full = {"organizationId": self.org_id, "crm": "hubspot", **report, "received": traffic}
+        return self.convergence.observe(full)
 
     def recent_contacts(self) -> list[dict[str, Any]]:
         """The contacts written last, newest first."""

@@ -5,7 +5,8 @@ The expected values are written here from the README's HubSpot mapping, not take
 destination's code: a mistake in its formats must show on the page, not be copied into the
 check. A contact without its email is an email conflict, not a difference, when another contact
 holds that email: HubSpot keeps an email on one contact only, so the service writes the customer
-without it and shows the conflict on the organization, rather than make a duplicate.
+without it and shows the conflict on the organization, rather than make a duplicate. Every record
+that does not match is one row of `differences`, so the counts and the list shown always agree.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from devtools.demo.fidelity import EXAMPLES, list_report
+from devtools.demo.fidelity import list_report
+from devtools.demo.verdict import CUSTOMER, PAYMENT, difference, member_differences, verdict
 from devtools.sandbox.payloads import OLDEST, parse_ts
 from devtools.sandbox.state import OrgSnapshot
 
 CUSTOMER_ID = "loke_customer_id"
 PAYMENT_ID = "loke_payment_id"
 ASSOCIATION = "contact association"
+UNKNOWN_TO_LOKE = "in HubSpot, unknown to LOKE"
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,11 @@ def compare(
     """The fidelity report (JSON-ready), in the `http` demo's shape: `customers` are contacts,
     `payments` orders, `lists` the opted-in lists under their HubSpot names (`prefix` + name)."""
     by_customer = _group(held.contacts, CUSTOMER_ID)
-    customers, examples = _contacts(truth.customers, by_customer, held.contacts)
+    differences: list[dict[str, Any]] = []
+    customers = _contacts(truth.customers, by_customer, held.contacts, differences)
     contact_of = {cid: found[0]["id"] for cid, found in by_customer.items() if len(found) == 1}
     payments = _orders(truth.payments, _group(held.orders, PAYMENT_ID), held.order_contacts,
-                       contact_of, examples)  # fmt: skip
+                       contact_of, differences)  # fmt: skip
     customer_of = {c["id"]: c["properties"].get(CUSTOMER_ID) for c in held.contacts}
     lists = []
     for list_id in list_ids:
@@ -54,16 +58,15 @@ def compare(
         ids = {customer_of.get(r) or f"record {r}" for r in records or ()}
         entry = list_report(list_id, at_loke, ids)
         lists.append({**entry, "hubspotName": name, "exists": records is not None})
-    customers["examples"] = examples[:EXAMPLES]
+        members = at_loke[1] if at_loke is not None else frozenset[str]()
+        differences += member_differences(entry["name"], members, ids, "HubSpot")
     return {
-        "matches": customers["loke"] == customers["matching"]
-        and not customers["extra"]
-        and payments["loke"] == payments["matching"]
-        and not payments["extra"],
+        **verdict(differences),
         "customers": customers,
         "payments": payments,
         "lists": lists,
         "listsMatch": all(entry["matches"] for entry in lists),
+        "differences": differences,
     }
 
 
@@ -109,31 +112,31 @@ def _contacts(
     truth: Mapping[str, dict[str, Any]],
     by_customer: Mapping[str, list[dict[str, Any]]],
     contacts: list[dict[str, Any]],
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    differences: list[dict[str, Any]],
+) -> dict[str, Any]:
     matching = differing = missing = duplicated = conflicts = 0
-    examples: list[dict[str, Any]] = []
     holders = _holders(contacts)
     for customer_id, customer in truth.items():
         found = by_customer.get(customer_id) or []
         if not found:
             missing += 1
-            examples.append({"id": customer_id, "problem": "no contact in HubSpot"})
+            differences.append(difference(CUSTOMER, customer_id, "no contact in HubSpot"))
         elif len(found) > 1:
             duplicated += 1
-            examples.append({"id": customer_id, "problem": f"{len(found)} contacts"})
+            differences.append(difference(CUSTOMER, customer_id, f"{len(found)} contacts"))
         else:
             wrong, conflict = differing_properties(customer, found[0], holders)
             if wrong:
                 differing += 1
-                examples.append({"id": customer_id, "problem": "differs", "fields": wrong})
+                differences.append(difference(CUSTOMER, customer_id, "differs", wrong))
             else:
                 matching += 1
                 conflicts += conflict
-    extra = sum(len(found) for cid, found in by_customer.items() if cid not in truth)
+    extra = _unknown(by_customer, truth, CUSTOMER, differences)
     return {"loke": len(truth), "crm": sum(map(len, by_customer.values())), "matching": matching,
             "conflicts": conflicts, "differing": differing, "missing": missing,
             "duplicated": duplicated, "extra": extra,
-            "portalOwn": len(contacts) - sum(map(len, by_customer.values()))}, examples  # fmt: skip
+            "portalOwn": len(contacts) - sum(map(len, by_customer.values()))}  # fmt: skip
 
 
 def _orders(
@@ -141,7 +144,7 @@ def _orders(
     by_payment: Mapping[str, list[dict[str, Any]]],
     links: set[tuple[str, str]],
     contact_of: Mapping[str, str],
-    examples: list[dict[str, Any]],
+    differences: list[dict[str, Any]],
 ) -> dict[str, Any]:
     # Payments without a customer are kept by the service and never delivered (contract).
     expected = {pid: p for pid, p in truth.items() if p.get("customer")}
@@ -151,12 +154,11 @@ def _orders(
     matching = differing = missing = duplicated = 0
     for payment_id, payment in expected.items():
         found = by_payment.get(payment_id) or []
-        where = f"payment {payment_id}"
         if len(found) != 1:
             missing += not found
             duplicated += len(found) > 1
             problem = f"{len(found)} orders" if found else "no order in HubSpot"
-            examples.append({"id": where, "problem": problem})
+            differences.append(difference(PAYMENT, payment_id, problem))
             continue
         order = found[0]
         status = "refunded" if payment.get("refundedAt") else "completed"
@@ -170,11 +172,11 @@ def _orders(
             wrong.append(ASSOCIATION)
         if wrong:
             differing += 1
-            examples.append({"id": where, "problem": "differs", "fields": wrong})
+            differences.append(difference(PAYMENT, payment_id, "differs", wrong))
         else:
             matching += 1
     held = sum(map(len, by_payment.values()))
-    extra = sum(len(found) for pid, found in by_payment.items() if pid not in expected)
+    extra = _unknown(by_payment, expected, PAYMENT, differences)
     return {"loke": len(expected), "crm": held, "matching": matching, "differing": differing,
             "missing": missing, "duplicated": duplicated, "extra": extra}  # fmt: skip
 
@@ -187,6 +189,21 @@ def _group(records: list[dict[str, Any]], id_property: str) -> dict[str, list[di
         if loke_id:
             grouped.setdefault(loke_id, []).append(record)
     return grouped
+
+
+def _unknown(
+    grouped: Mapping[str, list[dict[str, Any]]],
+    truth: Mapping[str, Any],
+    record: str,
+    differences: list[dict[str, Any]],
+) -> int:
+    """Records carrying a LOKE id LOKE does not know (one row each: two with the same id are two
+    records too many); their count."""
+    rows = [difference(record, loke_id, UNKNOWN_TO_LOKE)
+            for loke_id in sorted(grouped) if loke_id not in truth
+            for _ in grouped[loke_id]]  # fmt: skip
+    differences += rows
+    return len(rows)
 
 
 def _holders(contacts: list[dict[str, Any]]) -> dict[str, set[str]]:

@@ -1,7 +1,9 @@
 """The demo CRM's one page: does the CRM match LOKE, and what has just arrived.
 
 Both demo CRMs (the `http` one and the fake HubSpot) serve it at the same paths, each with its
-own template, so a person and the tests find it in the same place whichever runs.
+own template, so a person and the tests find it in the same place whichever runs. The records
+that do not match are listed in full, a page at a time (`?page=N`, on the page and its JSON
+alike): a view that counts 7 and shows 5 leaves a person guessing about the other two.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from devtools.httpserver import Request, Response, json_response
 
 BASE = "/demo/crm"
 REFRESH_SECONDS = 2
+PER_PAGE = 50
 STYLESHEET = files("app") / "static" / "dashboard.css"  # the dashboard's look
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
@@ -39,6 +42,18 @@ def render(
     )
 
 
+def paged(items: list[dict[str, Any]], requested: str | None) -> dict[str, Any]:
+    """Page `requested` (1 when absent or not a number; the last when past it) of `items`."""
+    pages = max(1, -(-len(items) // PER_PAGE))
+    try:
+        number = min(max(int(requested or 1), 1), pages)
+    except ValueError:  # a link typed by hand: the first page rather than an error
+        number = 1
+    start = (number - 1) * PER_PAGE
+    return {"total": len(items), "page": number, "pages": pages, "perPage": PER_PAGE,
+            "first": start + 1, "items": items[start : start + PER_PAGE]}  # fmt: skip
+
+
 def answer(
     request: Request,
     report: Callable[[], dict[str, Any]],
@@ -52,12 +67,16 @@ def answer(
         case "GET", "/" | "/demo" | "/demo/crm/":
             return Response(302, headers={"Location": BASE})
         case "GET", "/demo/crm":
-            html = render(report(), recent(), context(), template)
+            html = render(_one_page(report(), request), recent(), context(), template)
             return Response(200, html.encode(), {"Content-Type": "text/html; charset=utf-8"})
         case "GET", "/demo/crm/fidelity.json":
             facts = context()
             sandbox = {k: facts[k] for k in ("webhooks", "events") if k in facts}
-            return json_response(200, {**report(), "sandbox": sandbox})
+            return json_response(200, {**_one_page(report(), request), "sandbox": sandbox})
         case "GET", "/demo/crm/dashboard.css":
             return Response(200, STYLESHEET.read_bytes(), {"Content-Type": "text/css"})
     return None
+
+
+def _one_page(report: dict[str, Any], request: Request) -> dict[str, Any]:
+    return {**report, "differences": paged(report["differences"], request.param("page"))}

@@ -25,9 +25,10 @@ import click
 import requests
 
 from app.core.config import load_settings
-from app.core.processes import start_service, supervise
+from app.core.processes import LOCAL_HOST, browse_url, start_service, supervise
 from devtools.demo.crm import DemoCrm
 from devtools.demo.hubspot import DemoHubSpot
+from devtools.demo.verdict import status_line
 from devtools.sandbox.server import LokeSandbox
 from devtools.sandbox.simulation import Simulator
 from devtools.sandbox.standalone import Activity
@@ -61,6 +62,7 @@ class Ports:
     web: int = 8000
     sandbox: int = 8001
     crm: int = 8002
+    host: str = LOCAL_HOST  # where the web listens (the sandbox and the CRM: 127.0.0.1 only)
 
 
 def lists_for(customers: int) -> list[tuple[str, int]]:
@@ -77,7 +79,7 @@ def run_demo(
     sandbox = activity.sandbox(CLIENT_ID, secrets.token_urlsafe(16), ports.sandbox)
     list_ids, rng = activity.populate(sandbox, ORG_ID, ORG_NAME, lists_for(activity.customers))
     chosen = [list_ids["VIP guests"], list_ids["Newsletter"]]
-    web = f"http://127.0.0.1:{ports.web}"
+    web = browse_url(ports.host, ports.web).rstrip("/")
     simulator = Simulator(sandbox, ORG_ID, rng, list_ids=chosen)
     facts = partial(_page_facts, web, sandbox, simulator)  # read again at every refresh
     crm: DemoTarget
@@ -97,7 +99,7 @@ def run_demo(
         click.echo(f"demo: web, worker and beat log to {log_path}")
         with log_path.open("ab") as log:
             processes = start_service(
-                settings, ports.web, web_workers, output=log, announce=click.echo
+                settings, ports.web, web_workers, output=log, announce=click.echo, host=ports.host
             )
             setup = threading.Thread(
                 target=_connect_when_ready,
@@ -194,21 +196,8 @@ def _connect_when_ready(
         "Ctrl-C stops everything."
     )
     while not done.wait(STATUS_SECONDS):
-        click.echo(_status_line(crm.name, crm.report(), sandbox.firer.stats()))
-
-
-def _status_line(name: str, report: dict[str, Any], webhooks: dict[str, Any]) -> str:
-    customers, payments = report["customers"], report["payments"]
-    lists = sum(1 for entry in report["lists"] if entry["matches"])
-    verdict = f"{name} matches LOKE" if report["matches"] else "catching up"
-    # Only HubSpot has them: customers written without an email another contact holds.
-    conflicts = customers.get("conflicts")
-    aside = f" ({conflicts:,} email conflicts)" if conflicts else ""
-    return (
-        f"{time.strftime('%H:%M:%S')} {verdict}: customers {customers['matching']:,}"
-        f"/{customers['loke']:,}{aside} · payments {payments['matching']:,}/{payments['loke']:,}"
-        f" · lists {lists}/{len(report['lists'])} · webhooks fired {webhooks['fired']:,}"
-    )
+        line = status_line(crm.name, crm.report(), sandbox.firer.stats(), time.strftime("%H:%M:%S"))
+        click.echo(line)
 
 
 def _wait_ready(web: str, timeout: float = 120) -> None:

@@ -29,7 +29,7 @@ class Activity:
     max_events: int = 0  # 0: no limit
     busy_seconds: float = 20.0  # events come in waves: this long busy ...
     quiet_seconds: float = 10.0  # ... then this long quiet (0: no waves)
-    list_churn_seconds: float = 45.0  # 0: lists never change
+    list_churn_seconds: float = 150.0  # 0: lists never change
     duplicates: float = 0.05
     out_of_order: float = 0.1
     lost_payments: float = 0.0  # payment webhooks never delivered (reconciliation heals them)
