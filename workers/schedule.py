@@ -48,6 +48,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "check-subscriptions": _entry(
             task_names.CHECK_SUBSCRIPTIONS, crontab(hour=4, minute=17), DAY_SECONDS
         ),
+        # The dashboard's backlog and lag charts: a sample at the start of every minute.
+        "sample-activity": _entry(task_names.ACTIVITY_SAMPLE, crontab(), 60.0),
         # What is kept no longer (old event bodies and events, replayed dead letters, runs).
         "prune-retention": _entry(
             task_names.RETENTION_PRUNE,

@@ -105,7 +105,8 @@ class StateCollector(Collector):
         )
         oldest = GaugeMetricFamily(
             "loke_sync_outbox_oldest_seconds",
-            "Age of the oldest undelivered change",
+            "Age of the oldest undelivered change, since it entered the delivery queue (not by "
+            "LOKE's timestamp)",
             labels=["destination"],
         )
         dead = GaugeMetricFamily(

@@ -4,6 +4,8 @@ EVENTS_DRAIN = "events.drain"
 EVENTS_SWEEP = "events.sweep"
 DELIVERY_FLUSH = "delivery.flush"
 DELIVERY_SWEEP = "delivery.sweep"
+# On the delivery queue: a few rows a minute, and on time while a backfill fills the others.
+ACTIVITY_SAMPLE = "delivery.sample_activity"
 BACKFILL_PAGE = "backfill.page"
 BACKFILL_SWEEP = "backfill.sweep"
 RECONCILE_DUE = "backfill.reconcile_due"

@@ -22,6 +22,7 @@ from typing import TypeVar
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.activity import minutes
 from app.core.backoff import backoff_seconds
 from app.core.metrics import DELIVERY_BATCHES, DELIVERY_LATENCY, DELIVERY_OPERATIONS
 from app.core.services import Services
@@ -92,6 +93,7 @@ def _refused(
             session, batch.org_id, outgoing.lease, batch.batch_id, outgoing.settled_keys,
             batch.operations, reason, status, answer,
         )  # fmt: skip
+        minutes.count_batch(session, batch.org_id, delivered=0, refused=len(batch.operations))
 
     _settling(services, refuse)
 
@@ -113,6 +115,7 @@ def _not_taken(services: Services, outgoing: Outgoing, exc: RetryableDeliveryErr
         def throttle(session: Session) -> None:
             settle.throttled(session, org_id, lease, exc.reason)
             claims.throttle(session, outgoing.pace.account, until, exc.reason)
+            minutes.count_paused(session, org_id)  # last: the minute's row is a hot one
 
         _settling(services, throttle)
         return
@@ -124,9 +127,11 @@ def _not_taken(services: Services, outgoing: Outgoing, exc: RetryableDeliveryErr
             settings.delivery_backoff_max_seconds, exc.retry_after,
         )  # fmt: skip
         why = "credentials" if isinstance(exc, CredentialsRejected) else "unreachable"
-        return settle.unreachable(
+        next_try = settle.unreachable(
             session, org_id, lease, dt.timedelta(seconds=pause), exc.reason, why
         )
+        minutes.count_paused(session, org_id)
+        return next_try
 
     next_try = _settling(services, pause_destination)
     log.warning("batch %s for org %s: %s; delivery paused, next try at %s",
@@ -166,6 +171,8 @@ def _answered(services: Services, outgoing: Outgoing, result: BatchResult) -> No
                 session, batch.org_id, "operation", f"refused: {reason}",
                 [outgoing.keys[index]], [batch.operations[index]], batch.batch_id,
             )  # fmt: skip
+        taken = len(batch.operations) - len(result.exceptions)
+        minutes.count_batch(session, batch.org_id, taken, refused=len(dead), retried=len(retry))
 
     _settling(services, settle_all)
     if extra > 0:

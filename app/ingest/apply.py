@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from app.activity import minutes
 from app.core.kicks import Kick
 from app.core.metrics import APPLY_LATENCY, EVENTS
 from app.core.services import Services
@@ -120,6 +121,7 @@ def _apply_one_by_one(services: Services, batch_size: int, result: DrainResult) 
                 for row in inbox.claim_pending(session, 1, ids=[inbox_id]):
                     inbox.fail(session, row, _reason(exc))
                     done.failed += 1
+                    minutes.count_webhooks(session, [(row.org_id, row.received_at)])
         _count(result, done)
     return changed
 
@@ -185,6 +187,8 @@ def _apply(session: Session, rows: Sequence[InboxEvent], result: DrainResult) ->
         )
     result.applied += len(applied)
     _observe(applied, source_times)
+    # Last, once per batch: the webhooks of a minute, for the dashboard's charts.
+    minutes.count_webhooks(session, [(row.org_id, row.received_at) for row in rows])
     return changed_orgs
 
 

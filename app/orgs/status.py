@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.activity.lag import lag_of
 from app.backfill import payment_history
 from app.backfill import runs as backfill_runs
 from app.delivery.claims import batches_in_flight
@@ -20,7 +21,6 @@ from app.store.models import (
     DeliveryConflict,
     DeliveryState,
     Organization,
-    OutboxEntry,
     RateAccount,
 )
 
@@ -55,14 +55,11 @@ def status(session: Session, org: Organization) -> dict[str, Any]:
 
 
 def delivery(session: Session, org: Organization) -> dict[str, Any]:
-    """The organization's delivery: backlog and lag, dead letters, and whether its CRM is
-    reachable (`unreachableSince`, next try at `pausedUntil`) or throttling its account."""
+    """The organization's delivery: backlog and lag (app.activity.lag), dead letters, and
+    whether its CRM is reachable (`unreachableSince`, next try at `pausedUntil`) or throttling
+    its account."""
     now = utcnow()
-    pending = session.execute(
-        select(
-            func.count(), func.min(OutboxEntry.changed_at), func.min(OutboxEntry.source_at)
-        ).where(OutboxEntry.org_id == org.id, OutboxEntry.pending)
-    ).one()
+    lag = lag_of(session, org.id, now)
     dead = session.scalar(
         select(func.count()).where(DeadLetter.org_id == org.id, DeadLetter.replayed_at.is_(None))
     )
@@ -79,9 +76,12 @@ def delivery(session: Session, org: Organization) -> dict[str, Any]:
         else "throttled"
         if throttled_until
         else "ok",
-        "backlog": pending[0],
-        "oldestPendingSeconds": (now - pending[1]).total_seconds() if pending[1] else 0,
-        "lagSeconds": (now - pending[2]).total_seconds() if pending[2] else 0,
+        "backlog": lag.backlog,
+        # Since the oldest waiting change reached the service, and that change's age at LOKE
+        # (its own timestamp: years for a backfilled customer nobody edited since).
+        "oldestPendingSeconds": lag.oldest_pending_seconds,
+        "lagSeconds": lag.lag_seconds,
+        "lokeAgeSeconds": lag.loke_age_seconds,
         "inFlight": batches_in_flight(session, org.id, now),
         "deadLetters": dead,
         "conflicts": conflicts,

@@ -26,13 +26,21 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.expression import ColumnClause
 
 from app.core.config import Settings
-from app.store.models import BackfillRun, CustomerList, DeadLetter, InboxEvent, ListSyncRun
+from app.store.models import (
+    ActivityMinute,
+    BackfillRun,
+    CustomerList,
+    DeadLetter,
+    InboxEvent,
+    ListSyncRun,
+)
 
 # Events whose work is done: applied, or ignored (an event type we do not handle, an
 # organization not connected). `pending` ones are still to apply and `failed` ones wait for a
@@ -147,6 +155,25 @@ def delete_list_runs(dialect: str, cutoff: dt.datetime, rows: int) -> Delete:
     return delete(ListSyncRun).where(_picked(dialect, ListSyncRun.id, chunk))
 
 
+# The dashboard charts the last hour; two days leave yesterday to look back at, in a few
+# thousand rows per organization.
+ACTIVITY_MINUTES_DAYS = 2.0
+
+
+def delete_activity_minutes(dialect: str, cutoff: dt.datetime, rows: int) -> Delete:
+    """Delete the per-minute activity (counts and samples) of minutes before the cutoff."""
+    minute = aliased(ActivityMinute)
+    chunk = (
+        select(minute.org_id, minute.minute)
+        .where(minute.minute < cutoff)
+        .limit(rows)
+        .with_for_update(skip_locked=True)
+    )
+    return delete(ActivityMinute).where(
+        tuple_(ActivityMinute.org_id, ActivityMinute.minute).in_(chunk)
+    )
+
+
 # In this order: a replayed dead letter that goes releases its event for the events' rule in
 # the same run, and events old enough to delete are deleted before their bodies are cleared.
 RULES = (
@@ -156,4 +183,5 @@ RULES = (
     Rule("event_bodies", lambda s: s.retain_event_bodies_days, clear_event_bodies),
     Rule("backfill_runs", lambda s: s.retain_finished_runs_days, delete_backfill_runs),
     Rule("list_runs", lambda s: s.retain_finished_runs_days, delete_list_runs),
+    Rule("activity_minutes", lambda s: ACTIVITY_MINUTES_DAYS, delete_activity_minutes),
 )  # fmt: skip

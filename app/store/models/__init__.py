@@ -1,5 +1,6 @@
 """Every table, by stage; importing this package registers them all on `Base.metadata`."""
 
+from app.store.models.activity import ActivityMinute
 from app.store.models.base import Base
 from app.store.models.crm import CrmContact, CrmList, DeliveryConflict
 from app.store.models.delivery import DeadLetter, DeliveryState, OutboxEntry, RateAccount
@@ -9,6 +10,7 @@ from app.store.models.organizations import Organization
 from app.store.models.runs import BackfillRun, ListRunPage, ListSyncRun, PagedRun
 
 __all__ = [
+    "ActivityMinute",
     "BackfillRun",
     "Base",
     "CrmContact",
