@@ -9,6 +9,7 @@ from app.core.config import load_settings
 from app.lists.staging import is_staging_table
 from app.store.db import make_engine
 from app.store.models import Base
+from app.store.models.mirror import EXPRESSION_INDEXES
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +17,9 @@ target_metadata = Base.metadata
 
 def _described_by_models(name: str | None, type_: str, _parent: object) -> bool:
     # A running list resync's staging table is made by the code, not by a migration.
-    return not (type_ == "table" and is_staging_table(name))
+    if type_ == "table" and is_staging_table(name):
+        return False
+    return not (type_ == "index" and name in EXPRESSION_INDEXES)
 
 
 def run_migrations(connection: Connection) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.core.services import Services
 from app.core.task_names import DELIVERY_FLUSH, EVENTS_DRAIN
 from app.core.validation import ID_CHARS, NO_NUL
+from app.deadletters.listing import matching
 from app.delivery import outbox
 from app.ingest import inbox
 from app.store.db import utcnow
@@ -76,15 +77,11 @@ def replay_matching(services: Services, which: ReplayFilter) -> int:
         with services.db.transaction() as session:
             query = (
                 select(DeadLetter)
-                .where(DeadLetter.replayed_at.is_(None), DeadLetter.id > after)
+                .where(DeadLetter.id > after, *matching(which.org_id, which.reason, waiting=True))
                 .order_by(DeadLetter.id)
                 .limit(REPLAYED_AT_A_TIME)
                 .with_for_update(skip_locked=True)
             )
-            if which.org_id is not None:
-                query = query.where(DeadLetter.org_id == which.org_id)
-            if which.reason is not None:
-                query = query.where(DeadLetter.reason.icontains(which.reason, autoescape=True))
             letters = list(session.scalars(query))
             if not letters:
                 break

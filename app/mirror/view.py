@@ -8,7 +8,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.mirror.keys import PARTIAL_PROFILE
-from app.store.models import Customer, ListMember, OutboxEntry, Payment
+from app.store.models import CrmContact, Customer, ListMember, OutboxEntry, Payment
 
 
 def view(session: Session, org_id: str, customer_id: str) -> dict[str, Any] | None:
@@ -23,11 +23,15 @@ def view(session: Session, org_id: str, customer_id: str) -> dict[str, Any] | No
         .limit(100)
     )
     deliveries = session.scalars(
-        select(OutboxEntry).where(
+        select(OutboxEntry)
+        .where(
             OutboxEntry.org_id == org_id,
             or_(OutboxEntry.customer_id == customer_id, OutboxEntry.key == customer_id),
         )
+        # What still waits first, then the latest changes.
+        .order_by(OutboxEntry.pending.desc(), OutboxEntry.changed_at.desc(), OutboxEntry.key)
     )
+    crm_contact = session.get(CrmContact, (org_id, customer_id))  # HubSpot's record, if known
     return {
         "id": customer.id,
         "orgId": org_id,
@@ -50,9 +54,16 @@ def view(session: Session, org_id: str, customer_id: str) -> dict[str, Any] | No
                 "attempts": d.attempts,
                 "inFlight": d.lease_batch is not None,
                 "lastError": d.last_error,
+                # seq counts the entity's changes: of a settled entry, the last one delivered
+                # (or refused: lastError); changedAt is when its oldest undelivered change
+                # reached the service, or the delivered change's once settled.
+                "seq": d.seq,
+                "changedAt": d.changed_at.isoformat(),
+                "nextAttemptAt": d.next_attempt_at.isoformat() if d.pending else None,
             }
             for d in deliveries
         ],
+        "crmRecordId": crm_contact.record_id if crm_contact else None,
         "firstSeenAt": customer.first_seen_at.isoformat(),
         "changedAt": customer.changed_at.isoformat(),
     }

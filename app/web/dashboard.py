@@ -17,15 +17,13 @@ from flask import (
     request,
     url_for,
 )
-from pydantic import ValidationError
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.backfill import runs as backfill_runs
 from app.core.services import current_services
-from app.core.validation import summary
 from app.deadletters.listing import as_json, listing
-from app.deadletters.replay import ReplayFilter, replay_matching, replay_now
+from app.deadletters.replay import replay_now
 from app.delivery import conflicts
 from app.lists import report as list_report
 from app.lists import runs as list_runs
@@ -33,16 +31,22 @@ from app.lists.loke_lists import current_lists_cache
 from app.loke.client import web_loke_client
 from app.loke.errors import LokeError
 from app.orgs import connect as org_connect
+from app.orgs.refusals import ConnectRefused
 from app.orgs.status import status
 from app.orgs.subscriptions import subscribe
 from app.orgs.webhook_secrets import WebhookSecrets
 from app.store.models import Organization
 from app.web import dashboard_auth as auth
+from app.web import dashboard_charts, dashboard_dead_letters, dashboard_search
 from app.web import dashboard_format as fmt
+from app.web.token_hint import admin_token_file
 
 dashboard = Blueprint("dashboard", __name__)
 for _filter in fmt.FILTERS:
     dashboard.add_app_template_filter(_filter, _filter.__name__)
+dashboard_charts.register(dashboard)
+dashboard_search.register(dashboard)
+dashboard_dead_letters.register(dashboard)
 
 PUBLIC = {"dashboard.signin"}
 REFRESH_SECONDS = 5
@@ -77,7 +81,11 @@ def _headers(response: Response) -> Response:
 
 @dashboard.context_processor
 def _template_globals() -> dict[str, Any]:
-    return {"csrf_token": auth.csrf_token, "signed_in": auth.signed_in}
+    return {
+        "csrf_token": auth.csrf_token,
+        "signed_in": auth.signed_in,
+        "admin_token_file": admin_token_file,
+    }
 
 
 # -- signing in and out -------------------------------------------------------------------------
@@ -136,15 +144,6 @@ def org_page(org_id: str) -> str | tuple[str, int]:
         default_list_interval=services.settings.list_sync_interval,
         refresh=REFRESH_SECONDS if _backfill_running(org_status) else None,
     )
-
-
-@dashboard.get("/dead-letters")
-def dead_letters_page() -> str:
-    """The newest dead letters (`?org=` of one organization)."""
-    org_id = request.args.get("org") or None
-    with current_services().db.transaction() as session:
-        dead = [as_json(letter) for letter in listing(session, org_id, 200)]
-    return render_template("dead_letters.html", dead_letters=dead, org_id=org_id)
 
 
 def _backfill_running(status: dict[str, Any]) -> bool:
@@ -251,25 +250,15 @@ def choose_list(org_id: str, list_id: str) -> Response:
         return _back_to_org(org_id)
     wanted = request.form.get("synced") == "on"
     chosen = chosen | {list_id} if wanted else chosen - {list_id}
-    org_connect.connect(services, web_loke_client(), org_id, {"lists": sorted(chosen)})
+    try:
+        org_connect.connect(services, web_loke_client(), org_id, {"lists": sorted(chosen)})
+    except ConnectRefused as exc:  # disconnected meanwhile: the connect would be a new one
+        flash(str(exc), "error")
+        return _back_to_org(org_id)
     secrets: WebhookSecrets = current_app.extensions["webhook_secrets"]
     secrets.forget(org_id)
     flash(f"List {list_id} is {'now' if wanted else 'no longer'} synced.", "ok")
     return _back_to_org(org_id)
-
-
-@dashboard.post("/dead-letters/replay")
-def replay_all() -> Response:
-    """Replay every dead letter not replayed yet, of the organization shown (or of all)."""
-    org_id = request.form.get("org") or None
-    try:
-        which = ReplayFilter(org_id=org_id, reason=request.form.get("reason") or None)
-    except ValidationError as exc:
-        flash(f"Nothing replayed: {summary(exc)}.", "error")
-        return redirect(url_for("dashboard.dead_letters_page"), 303)
-    count = replay_matching(current_services(), which)
-    flash(f"{count} dead letters are being replayed.", "ok")
-    return redirect(url_for("dashboard.dead_letters_page", org=org_id), 303)
 
 
 @dashboard.post("/dead-letters/<int:letter_id>/replay")

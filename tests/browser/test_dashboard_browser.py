@@ -1,6 +1,7 @@
-"""The dashboard in a real browser on the real stack: sign in, see a connected organization with
-its backfill progress, replay a dead letter and see it reach the CRM. Screenshots are kept under
-artifacts/screenshots/."""
+"""The dashboard in a real browser on the real stack: sign in (the page says where the token is),
+see a connected organization with its backfill progress, replay a dead letter and see it reach
+the CRM. Screenshots are kept under artifacts/screenshots/; the README's dashboard.png and
+org.png are these (UPDATE_DOCS_SCREENSHOTS=1 writes them to docs/screenshots/)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from playwright.sync_api import Page, expect
 
 from app.core.queues import ALL_QUEUES
 from devtools.crm import FakeCrm
+from tests.browser.screenshots import keep
 from tests.conftest import ADMIN_TOKEN, AUTH
 from tests.integration.conftest import connect_org, web_url
 from tests.support.fake_loke import FakeLoke, customer_event, make_customer, post_webhook
@@ -63,6 +65,8 @@ def test_an_operator_signs_in_sees_progress_and_replays_a_dead_letter_to_the_crm
     shots.mkdir(exist_ok=True)
     page.goto(web_url(stack) + "/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    # The stack runs on PostgreSQL and Redis: the token is the environment's, not a file's.
+    expect(page.locator("#token-hint")).to_contain_text("ADMIN_TOKEN environment variable")
     page.get_by_label("Admin token").fill("not-the-token")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("not the admin token")
@@ -74,7 +78,7 @@ def test_an_operator_signs_in_sees_progress_and_replays_a_dead_letter_to_the_crm
     expect(row).to_contain_text("finished")
     expect(row).to_contain_text(f"{len(customers)} customers")
     expect(row.locator("progress")).to_have_attribute("value", "1")
-    page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+    keep(page, artifacts, "dashboard.png")
 
     row.get_by_role("link", name=ORG).click()
     dead = page.locator(f"#dead-letter-{letter['id']}")
@@ -86,4 +90,4 @@ def test_an_operator_signs_in_sees_progress_and_replays_a_dead_letter_to_the_crm
     assert crm.wait_for(lambda c: (ORG, POISON) in c.contacts, timeout=30)
     page.reload()
     expect(page.locator(f"#dead-letter-{letter['id']}")).to_contain_text("replayed")
-    page.screenshot(path=str(shots / "org.png"), full_page=True)
+    keep(page, artifacts, "org.png")
