@@ -32,7 +32,7 @@ class PagingLoop(LokeError):
         return False
 
 
-class LokeNotConfigured(LokeError):
+class LokeCredentialsMissing(LokeError):
     """LOKE_CLIENT_ID or LOKE_CLIENT_SECRET is not set: no call to LOKE can succeed."""
 
     @property

@@ -14,7 +14,7 @@ from typing import Protocol
 import redis
 import requests
 
-from app.loke.errors import LokeError, LokeNotConfigured, loke_message
+from app.loke.errors import LokeCredentialsMissing, LokeError, loke_message
 
 REFRESH_MARGIN_SECONDS = 60.0
 
@@ -130,7 +130,9 @@ class TokenSource:
 
     def _fetch(self) -> str:
         if not self._client_id or not self._client_secret:
-            raise LokeNotConfigured("LOKE_CLIENT_ID and LOKE_CLIENT_SECRET are needed to call LOKE")
+            raise LokeCredentialsMissing(
+                "LOKE_CLIENT_ID and LOKE_CLIENT_SECRET are needed to call LOKE"
+            )
         with self._lock:
             try:
                 answer = self._http.post(
